@@ -1,0 +1,84 @@
+"""fanfold: run AI agents in parallel, governed.
+
+>>> import fanfold as ff
+>>> ff.run_sync(ff.map(str.upper), ["a", "b"]).output
+['A', 'B']
+"""
+
+from fanfold import events
+from fanfold._agent import Agent, FunctionAgent, agent
+from fanfold._context import Channel, Context
+from fanfold._errors import (
+    FanfoldError,
+    FanoutFailed,
+    RaceFailed,
+    Retry,
+    RunError,
+    RunFailed,
+    Signal,
+    Skip,
+    TaskTimeout,
+    UsageError,
+    VoteFailed,
+)
+from fanfold._limits import Limiter, Limits
+from fanfold._map_reduce import map_reduce
+from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
+from fanfold._patterns import Pattern, map, parallel, race, sequence
+from fanfold._policy import Collect, FailFast, FailurePolicy, MaxFailureRate, MaxFailures, Quorum, Tally, Verdict
+from fanfold._retry import RetryPolicy, Timeouts
+from fanfold._run import Result, Run, RunStatus, as_completed, run, run_sync, start
+from fanfold._vote import vote
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "Channel",
+    "Collect",
+    "Context",
+    "ErrorInfo",
+    "FailFast",
+    "FailurePolicy",
+    "FanfoldError",
+    "FanoutFailed",
+    "FunctionAgent",
+    "Limiter",
+    "Limits",
+    "MaxFailureRate",
+    "MaxFailures",
+    "Outcome",
+    "Pattern",
+    "Quorum",
+    "RaceFailed",
+    "Result",
+    "Retry",
+    "RetryPolicy",
+    "Run",
+    "RunError",
+    "RunFailed",
+    "RunStatus",
+    "Signal",
+    "Skip",
+    "Status",
+    "Summary",
+    "Tally",
+    "TaskTimeout",
+    "Timeouts",
+    "UsageError",
+    "Verdict",
+    "VoteFailed",
+    "__version__",
+    "agent",
+    "as_completed",
+    "events",
+    "map",
+    "map_reduce",
+    "parallel",
+    "race",
+    "run",
+    "run_sync",
+    "sequence",
+    "start",
+    "vote",
+]

@@ -1,0 +1,156 @@
+"""Agents: anything with ``async run(input, ctx) -> output``, and plain functions made into one."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
+
+from fanfold._errors import UsageError
+from fanfold._retry import RetryPolicy, Timeouts
+
+if TYPE_CHECKING:
+    from fanfold._context import Context
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Anything with ``async run(input, ctx) -> output`` is an agent.
+
+    An agent that is not a fanfold pattern is a *leaf*: the runtime admits it through the
+    limiter, retries it and times it out. Leaves may set ``resources``, ``retry`` and ``timeouts``
+    attributes to override the run's defaults.
+    """
+
+    async def run(self, input: Any, ctx: Context, /) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FunctionAgent:
+    """A plain function, sync or async, as an agent. Sync functions run in the run's worker
+    threads. The function takes the input, and optionally the :class:`Context` as a second
+    parameter. Calling the agent calls the function."""
+
+    fn: Callable[..., Any]
+    name: str
+    takes_ctx: bool
+    is_async: bool
+    resources: tuple[str, ...] = ()
+    retry: RetryPolicy | None = None
+    timeouts: Timeouts | None = None
+
+    async def run(self, input: Any, ctx: Context, /) -> Any:
+        args = (input, ctx) if self.takes_ctx else (input,)
+        if self.is_async:
+            return await self.fn(*args)
+        return await ctx.run.to_thread(self.fn, *args)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<agent {self.name}>"
+
+
+@overload
+def agent(fn: Callable[..., Any], /) -> FunctionAgent: ...
+@overload
+def agent(
+    *,
+    name: str | None = None,
+    resources: Iterable[str] = (),
+    retry: RetryPolicy | None = None,
+    timeouts: Timeouts | None = None,
+) -> Callable[[Callable[..., Any]], FunctionAgent]: ...
+def agent(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    resources: Iterable[str] = (),
+    retry: RetryPolicy | None = None,
+    timeouts: Timeouts | None = None,
+) -> FunctionAgent | Callable[[Callable[..., Any]], FunctionAgent]:
+    """Make a function, sync or async, an agent. Use bare or with options::
+
+        @ff.agent
+        async def summarize(doc: str) -> str: ...
+
+        @ff.agent(resources=["db"], retry=ff.RetryPolicy(retry_on=ConnectionError))
+        def lookup(row, ctx): ...
+    """
+    if isinstance(resources, str):
+        raise UsageError(f"agent(resources={resources!r}) takes a list of names; pass [{resources!r}]")
+    options = {"name": name, "resources": tuple(resources), "retry": retry, "timeouts": timeouts}
+
+    def wrap(f: Callable[..., Any]) -> FunctionAgent:
+        return _function_agent(f, **options)
+
+    return wrap if fn is None else wrap(fn)
+
+
+def _function_agent(
+    fn: Callable[..., Any],
+    *,
+    name: str | None,
+    resources: tuple[str, ...],
+    retry: RetryPolicy | None,
+    timeouts: Timeouts | None,
+) -> FunctionAgent:
+    if not callable(fn):
+        raise UsageError(f"agent() got {fn!r}, which is not callable; pass a function or an object with async run(input, ctx)")
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None))
+    return FunctionAgent(
+        fn=fn,
+        name=name or getattr(target, "__name__", type(target).__name__),
+        takes_ctx=_takes_ctx(fn),
+        is_async=is_async,
+        resources=resources,
+        retry=retry,
+        timeouts=timeouts,
+    )
+
+
+def _takes_ctx(fn: Callable[..., Any]) -> bool:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False  # builtins without a signature take the input alone
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return False
+    required = [p for p in positional if p.default is p.empty]
+    if not positional:
+        raise UsageError(
+            f"{getattr(fn, '__name__', fn)!r} takes no positional parameter; an agent function takes "
+            "the input, and optionally the context: def f(input) or def f(input, ctx)"
+        )
+    if len(required) > 2:
+        raise UsageError(
+            f"{getattr(fn, '__name__', fn)!r} requires {len(required)} arguments; an agent function takes "
+            "the input, and optionally the context: def f(input) or def f(input, ctx)"
+        )
+    return len(positional) >= 2 and (len(required) == 2 or positional[1].name == "ctx")
+
+
+def as_agent(obj: Any, where: str = "agent") -> Agent:
+    """Coerce a function or an agent object into an agent, or say what to pass instead."""
+    if isinstance(obj, FunctionAgent):
+        return obj
+    run = getattr(obj, "run", None)
+    if run is not None and inspect.iscoroutinefunction(run):
+        return obj  # type: ignore[no-any-return]
+    if callable(obj) and not isinstance(obj, type):
+        return _function_agent(obj, name=None, resources=(), retry=None, timeouts=None)
+    raise UsageError(
+        f"{where} got {obj!r}; pass a function (sync or async) or an object with "
+        "an async method run(input, ctx)"
+    )
+
+
+def agent_name(obj: Any) -> str:
+    name = getattr(obj, "name", None)
+    return name if isinstance(name, str) and name else type(obj).__name__

@@ -1,0 +1,221 @@
+"""The run object (everything that changes during a run) and the per-task context.
+
+Specs are frozen and shared; a :class:`RunState` holds one run's limiter, defaults, event bus,
+counters and channels; a :class:`Context` is one task's view of it: its path in the tree, its
+attempt, its deadline and its branch-local state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from fanfold._errors import UsageError
+from fanfold._events import EventBus
+from fanfold._limits import ConcurrencyLimiter, Limiter, Limits
+from fanfold._outcome import Outcome, empty_counts
+from fanfold._retry import RetryPolicy, Timeouts
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Channel(Generic[T]):
+    """Shared state with a merge rule, the one sanctioned way for branches to share data.
+
+    >>> seen = ff.Channel("seen", merge=lambda total, n: total + n, initial=0)
+    >>> ctx.publish(seen, 3)          # inside any task of the run
+    >>> result.channels["seen"]       # after the run
+    """
+
+    name: str
+    merge: Callable[[T, T], T]
+    initial: T
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise UsageError(f"Channel(name={self.name!r}) needs a name; pass a non-empty string")
+
+
+class OutcomeSink:
+    """Where the run's top fan-out reports: counts for the summary, the kept outcomes, and an
+    optional bounded stream for ``as_completed`` consumers (workers pause while it is full)."""
+
+    def __init__(self, *, keep: bool, stream_size: int) -> None:
+        self.keep = keep
+        self.counts = empty_counts()
+        self.fed = False
+        self.outcomes: list[Outcome[Any]] = []
+        self._stream: deque[Outcome[Any]] | None = None
+        self._stream_size = stream_size
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def open_stream(self) -> None:
+        if self._stream is None:
+            self._stream = deque()
+
+    def put(self, outcome: Outcome[Any]) -> None:
+        self.fed = True
+        self.counts[outcome.status] += 1
+        if self._stream is not None:
+            self._stream.append(outcome)
+            self._changed.set()
+
+    def full(self) -> bool:
+        return self._stream is not None and len(self._stream) >= self._stream_size
+
+    async def room(self) -> None:
+        while self.full() and not self._closed:
+            self._changed.clear()
+            await self._changed.wait()
+
+    def close(self) -> None:
+        self._closed = True
+        self._changed.set()
+
+    async def stream(self) -> AsyncIterator[Outcome[Any]]:
+        self.open_stream()
+        queue = self._stream
+        assert queue is not None
+        while True:
+            while queue:
+                outcome = queue.popleft()
+                self._changed.set()  # wake workers waiting for room
+                yield outcome
+            if self._closed:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+
+class RunState:
+    """Everything that changes during one run. Created by ``ff.run`` / ``ff.start``."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str | None,
+        limits: Limits,
+        retry: RetryPolicy | None,
+        timeouts: Timeouts | None,
+        deadline: float | None,
+        bus: EventBus,
+        limiter: Limiter | None = None,
+        keep: bool = True,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.limits = limits
+        self.limiter = limiter or ConcurrencyLimiter(limits)
+        self.retry = retry
+        self.timeouts = timeouts
+        self.bus = bus
+        self.clock = loop.time
+        self.started = loop.time()
+        self.started_wall = time.time()
+        self.deadline = None if deadline is None else self.started + deadline
+        self.window = limits.fanout_window
+        self.busy = 0.0
+        self.retries = 0
+        self.tasks = 0
+        self.leaf_calls = 0
+        self.channels: dict[str, Any] = {}
+        self.root_sink = OutcomeSink(keep=keep, stream_size=2 * self.window)
+        self._executor: ThreadPoolExecutor | None = None
+
+    def now(self) -> float:
+        """Seconds since the run started."""
+        return self.clock() - self.started
+
+    def deadline_passed(self) -> bool:
+        return self.deadline is not None and self.clock() >= self.deadline
+
+    async def to_thread(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run a sync function in the run's bounded thread pool, keeping context variables."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.limits.thread_count, thread_name_prefix="fanfold")
+        call = functools.partial(contextvars.copy_context().run, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            # Threads cannot be interrupted; a cancelled sync agent finishes in the background.
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Context:
+    """One task's view of its run.
+
+    Agents that take a second parameter receive it::
+
+        @ff.agent
+        async def grade(essay, ctx):
+            ctx.path       # 'map[17]/vote[2]'
+            ctx.attempt    # 1, 2, ... on retries
+            ctx.time_left  # seconds before the run's deadline, or None
+            ctx.state      # branch-local dict: copied from the parent, never shared with siblings
+    """
+
+    __slots__ = ("_path", "_state", "attempt", "index", "kind", "label", "parent", "run")
+
+    def __init__(self, run: RunState, parent: Context | None, kind: str, label: object, index: int) -> None:
+        self.run = run
+        self.parent = parent
+        self.kind = kind
+        self.label = label
+        self.index = index
+        self.attempt = 1
+        self._path: str | None = None
+        self._state: dict[str, Any] | None = None
+
+    def child(self, kind: str, index: int, label: object = None) -> Context:
+        return Context(self.run, self, kind, index if label is None else label, index)
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def path(self) -> str:
+        path = self._path
+        if path is None:
+            segment = f"{self.kind}[{self.label}]" if self.kind else ""
+            above = self.parent.path if self.parent is not None else ""
+            path = self._path = f"{above}/{segment}" if above and segment else above or segment
+        return path
+
+    @property
+    def time_left(self) -> float | None:
+        deadline = self.run.deadline
+        return None if deadline is None else max(0.0, deadline - self.run.clock())
+
+    @property
+    def state(self) -> dict[str, Any]:
+        if self._state is None:
+            self._state = dict(self.parent.state) if self.parent is not None else {}
+        return self._state
+
+    def publish(self, channel: Channel[T], value: T) -> None:
+        """Merge ``value`` into the run's shared ``channel``."""
+        channels = self.run.channels
+        current = channels.get(channel.name, channel.initial)
+        channels[channel.name] = channel.merge(current, value)
+
+    def read(self, channel: Channel[T]) -> T:
+        """The channel's merged value so far."""
+        value: T = self.run.channels.get(channel.name, channel.initial)
+        return value
+
+    def __repr__(self) -> str:
+        return f"Context(run_id={self.run_id!r}, path={self.path!r}, attempt={self.attempt})"
+

@@ -1,0 +1,90 @@
+"""The exception tree. Every error fanfold raises derives from :class:`FanfoldError`::
+
+    FanfoldError
+    +-- UsageError            misuse: a bad argument or configuration; says the value and the fix
+    +-- RunError              a run or a task did not succeed
+    |   +-- FanoutFailed      a fan-out's failure policy gave up (``.outcomes`` holds what finished)
+    |   |   +-- VoteFailed    no sample of a vote succeeded
+    |   |   +-- RaceFailed    every racer failed
+    |   +-- TaskTimeout       an attempt or a task ran past its timeout
+    |   +-- RunFailed         raised by ``ff.run``: the root failed (``.result`` holds partial results)
+    +-- Signal                raised on purpose by user code
+        +-- Retry             "retry this", optionally after a delay
+        +-- Skip              "skip this", with a reason
+
+``asyncio.CancelledError`` is never wrapped or swallowed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fanfold._outcome import Outcome
+    from fanfold._run import Result
+
+
+class FanfoldError(Exception):
+    """The root of every exception fanfold raises."""
+
+
+class UsageError(FanfoldError, ValueError):
+    """Misuse: a bad argument, configuration or input. The message names the value and the fix."""
+
+
+class RunError(FanfoldError):
+    """A run, a task or a fan-out did not succeed."""
+
+
+class TaskTimeout(RunError, TimeoutError):
+    """An attempt or a task ran past its timeout."""
+
+
+class FanoutFailed(RunError):
+    """A fan-out's failure policy gave up. ``outcomes`` holds one outcome per input seen so far."""
+
+    def __init__(self, message: str, outcomes: list[Outcome[Any]] | None = None) -> None:
+        super().__init__(message)
+        self.outcomes: list[Outcome[Any]] = outcomes or []
+
+
+class VoteFailed(FanoutFailed):
+    """No sample of a vote succeeded, so there is nothing to decide between."""
+
+
+class RaceFailed(FanoutFailed):
+    """Every racer failed."""
+
+
+class RunFailed(RunError):
+    """Raised by ``ff.run`` when the root task failed. ``result`` keeps everything that finished."""
+
+    def __init__(self, message: str, result: Result[Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class Signal(FanfoldError):
+    """Raised on purpose by user code to steer the runtime."""
+
+
+class Retry(Signal):
+    """Ask for another attempt, optionally after ``after`` seconds (a Retry-After hint).
+
+    Honoured by every retry policy, up to its attempt and time bounds::
+
+        if response.status == 503:
+            raise ff.Retry("busy", after=float(response.headers["retry-after"]))
+    """
+
+    def __init__(self, message: str = "retry requested", *, after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = after
+
+
+class Skip(Signal):
+    """Skip this input: its outcome becomes ``skipped`` with ``reason``; not a failure."""
+
+    def __init__(self, reason: str = "skipped by the agent") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,151 @@
+"""Typed events, delivered to callbacks and to async iterators.
+
+Every event carries the run id, the task's path in the tree (``map[17]/vote[2]``) and ``at``, the
+seconds since the run started. Events come in the order things happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    run_id: str
+    path: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(Event):
+    status: str
+    summary: Summary
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQueued(Event):
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStarted(Event):
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRetrying(Event):
+    attempt: int
+    delay: float
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFinished(Event):
+    """Base of the five terminal task events; ``outcome`` says everything about the task."""
+
+    outcome: Outcome[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSucceeded(TaskFinished):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailed(TaskFinished):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTimedOut(TaskFinished):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCancelled(TaskFinished):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSkipped(TaskFinished):
+    pass
+
+
+FINISHED_EVENT: dict[Status, type[TaskFinished]] = {
+    Status.SUCCEEDED: TaskSucceeded,
+    Status.FAILED: TaskFailed,
+    Status.TIMED_OUT: TaskTimedOut,
+    Status.CANCELLED: TaskCancelled,
+    Status.SKIPPED: TaskSkipped,
+}
+
+Callback = Callable[[Event], object]
+
+
+class EventBus:
+    """Fans each event out to callbacks and iterators. ``active`` is False when nobody listens,
+    so the runtime skips building events altogether."""
+
+    __slots__ = ("_callbacks", "_streams", "active")
+
+    def __init__(self, callbacks: list[Callback] | None = None) -> None:
+        self._callbacks: list[Callback] = list(callbacks or [])
+        self._streams: list[_Stream] = []
+        self.active = bool(self._callbacks)
+
+    def subscribe(self, callback: Callback) -> None:
+        self._callbacks.append(callback)
+        self.active = True
+
+    def emit(self, event: Event) -> None:
+        for callback in self._callbacks:
+            callback(event)
+        for stream in self._streams:
+            stream.put(event)
+
+    def stream(self) -> AsyncIterator[Event]:
+        stream = _Stream()
+        self._streams.append(stream)
+        self.active = True
+        return stream.iterate()
+
+    def close(self) -> None:
+        for stream in self._streams:
+            stream.close()
+
+
+class _Stream:
+    """An unbounded buffer for one async consumer; closing it ends the iteration."""
+
+    def __init__(self) -> None:
+        self._items: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def put(self, event: Event) -> None:
+        self._items.append(event)
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def iterate(self) -> AsyncIterator[Event]:
+        while True:
+            while self._items:
+                yield self._items.popleft()
+            if self._closed:
+                return
+            self._ready.clear()
+            await self._ready.wait()

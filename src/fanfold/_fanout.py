@@ -1,0 +1,233 @@
+"""The fan-out engine under every pattern: a sliding window of workers over a lazy source.
+
+A fan-out starts ``window`` workers in a task group. Each worker pulls the next input, runs it as
+a child task, records its outcome and pulls again, so a slow input never holds back a wave. The
+failure policy (and a pattern's own ``watch``, for votes and races) looks at every outcome and
+may stop the fan-out: the workers still running are cancelled and every input not yet read is
+recorded as skipped. Whatever happens, each input ends in exactly one outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
+from typing import Any
+
+from fanfold._context import Context
+from fanfold._errors import FanoutFailed
+from fanfold._events import FINISHED_EVENT
+from fanfold._outcome import Outcome, Status
+from fanfold._policy import FailurePolicy, Tally, Verdict
+from fanfold._runtime import execute
+
+Item = tuple[Any, Any]  # (agent, input)
+Watch = Callable[[Outcome[Any], Tally], Verdict | None]
+_END = object()
+
+
+class Fanout:
+    """One execution of a fan-out. Patterns build one per run of themselves."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        kind: str,
+        source: Iterable[Item] | AsyncIterable[Item],
+        *,
+        policy: FailurePolicy,
+        total: int | None = None,
+        window: int | None = None,
+        key: Callable[[Any], Hashable] | None = None,
+        timeout: float | None = None,
+        labels: Sequence[object] | None = None,
+        watch: Watch | None = None,
+        stagger: float = 0.0,
+        primary: bool = True,
+    ) -> None:
+        run = ctx.run
+        self.ctx = ctx
+        self.kind = kind
+        self.policy = policy
+        self.key = key
+        self.timeout = timeout
+        self.labels = labels
+        self.watch = watch
+        self.stagger = stagger
+        self.tally = Tally(total=total)
+        # Only the run's top fan-out feeds the run's outcome stream.
+        self._sink = run.root_sink if primary and ctx.parent is None else None
+        self._keep = self._sink is None or self._sink.keep
+        self._outcomes: list[Outcome[Any] | None] = []
+        self._verdict: Verdict | None = None
+        self._closing = False
+        self._first_error: BaseException | None = None
+        self._source_error: tuple[int, BaseException] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._pulled = 0
+        size = window or run.window
+        self._n_workers = min(size, total) if total is not None else size
+        if isinstance(source, AsyncIterable):
+            self._aiter: AsyncIterator[Item] | None = aiter(source)
+            self._iter: Iterator[Item] | None = None
+            self._lock = asyncio.Lock()
+        else:
+            self._iter = iter(source)
+            self._aiter = None
+
+    async def run(self) -> list[Outcome[Any]]:
+        """Run every input; return one outcome per input, in input order (empty if not kept)."""
+        try:
+            return await self._run()
+        finally:
+            if self._sink is not None and self._keep:
+                self._sink.outcomes = self.outcomes
+
+    async def _run(self) -> list[Outcome[Any]]:
+        try:
+            async with asyncio.TaskGroup() as group:
+                work = self._work_sync if self._iter is not None else self._work_async
+                self._workers = [group.create_task(work()) for _ in range(self._n_workers)]
+        except asyncio.CancelledError:
+            await self._drain("cancelled" if not self.ctx.run.deadline_passed() else "the run's deadline passed")
+            raise
+        if self._source_error is not None:
+            index, exc = self._source_error
+            await self._drain("reading the input failed")
+            raise FanoutFailed(f"{self.kind}: reading input #{index} failed: {type(exc).__name__}: {exc}",
+                               self.outcomes) from exc
+        await self._drain(self._verdict.reason if self._verdict else "stopped")
+        verdict = self._verdict or self.policy.check(self.tally, final=True)
+        if verdict is not None and not verdict.ok:
+            raise self._failure(verdict)
+        return self.outcomes
+
+    @property
+    def outcomes(self) -> list[Outcome[Any]]:
+        return [o for o in self._outcomes if o is not None]
+
+    def _failure(self, verdict: Verdict) -> FanoutFailed:
+        error = FanoutFailed(f"{self.kind} failed: {verdict.reason}", self.outcomes)
+        error.__cause__ = self._first_error
+        return error
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def _work_sync(self) -> None:
+        source = self._iter
+        assert source is not None
+        sink = self._sink
+        while self._verdict is None and self._source_error is None:
+            if sink is not None and sink.full():
+                await sink.room()
+            index = self._pulled
+            try:
+                item = next(source, _END)
+            except Exception as exc:
+                self._source_error = (index, exc)
+                self._stop_workers()
+                return
+            if item is _END:
+                return
+            self._pulled = index + 1
+            await self._run_item(index, item)
+
+    async def _work_async(self) -> None:
+        source = self._aiter
+        assert source is not None
+        sink = self._sink
+        while self._verdict is None and self._source_error is None:
+            if sink is not None and sink.full():
+                await sink.room()
+            async with self._lock:
+                index = self._pulled
+                try:
+                    item = await anext(source)
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    self._source_error = (index, exc)
+                    self._stop_workers()
+                    return
+                self._pulled = index + 1
+            await self._run_item(index, item)
+
+    async def _run_item(self, index: int, item: Item) -> None:
+        agent, value = item
+        if self._keep:
+            self._outcomes.append(None)
+        labels = self.labels
+        ctx = self.ctx.child(self.kind, index, labels[index] if labels is not None else None)
+        try:
+            key = self.key(value) if self.key is not None else None
+        except Exception as exc:
+            key, agent, value = None, _KeyFailed(exc), None
+        await execute(agent, value, ctx, self._record, key=key, timeout=self.timeout,
+                      delay=self.stagger * index, stop_reason=self._stop_reason)
+
+    # -- outcomes and verdicts ---------------------------------------------------------------
+
+    def _record(self, outcome: Outcome[Any]) -> None:
+        tally = self.tally
+        tally.finished += 1
+        status = outcome.status
+        if status is Status.SUCCEEDED:
+            tally.succeeded += 1
+        elif status is Status.FAILED or status is Status.TIMED_OUT:
+            tally.failed += 1
+            if self._first_error is None:
+                self._first_error = outcome.exception
+        if self._keep:
+            self._outcomes[outcome.index] = outcome
+        if self._sink is not None:
+            self._sink.put(outcome)
+        if self._verdict is None and not self._closing:
+            verdict = self.watch(outcome, tally) if self.watch is not None else None
+            verdict = verdict or self.policy.check(tally, final=False)
+            if verdict is not None:
+                self._verdict = verdict
+                self._stop_workers()
+
+    def _stop_reason(self) -> str | None:
+        return self._verdict.reason if self._verdict is not None else None
+
+    def _stop_workers(self) -> None:
+        me = asyncio.current_task()
+        for worker in self._workers:
+            if worker is not me:
+                worker.cancel()
+
+    async def _drain(self, reason: str) -> None:
+        """Record every input not yet read as skipped, so each input has its outcome."""
+        self._closing = True
+        run = self.ctx.run
+        while True:
+            try:
+                if self._iter is not None:
+                    item = next(self._iter, _END)
+                else:
+                    assert self._aiter is not None
+                    item = await anext(self._aiter, _END)
+            except Exception:
+                return  # a broken source ends the drain; what it never yielded has no outcome
+            if item is _END:
+                return
+            index = self._pulled
+            self._pulled += 1
+            ctx = self.ctx.child(self.kind, index, self.labels[index] if self.labels is not None else None)
+            key = self.key(item[1]) if self.key is not None else None
+            outcome: Outcome[Any] = Outcome(index, Status.SKIPPED, None, key, ctx.path, 0, reason=reason)
+            if self._keep:
+                self._outcomes.append(None)
+            self._record(outcome)
+            if run.bus.active:
+                run.bus.emit(FINISHED_EVENT[Status.SKIPPED](run.run_id, ctx.path, run.now(), outcome))
+
+
+class _KeyFailed:
+    """Stands in for the agent when the ``key`` function fails on an input: the input fails."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def run(self, input: Any, ctx: Context) -> Any:
+        raise self.exc

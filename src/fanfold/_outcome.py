@@ -1,0 +1,111 @@
+"""Outcomes: what became of each input, and the summary that adds them up."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Status(enum.StrEnum):
+    """The five ways a task can end. Every input of every fan-out ends in exactly one."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A failure, as plain data: the exception's type name and message."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        return cls(type(exc).__name__, str(exc))
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}" if self.message else self.type
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    """What became of one input of a fan-out.
+
+    ``start`` and ``end`` are seconds since the run started (``None`` when the task never
+    started). ``exception`` is the live exception object for in-process use; ``error`` is the
+    same as plain data.
+    """
+
+    index: int
+    status: Status
+    value: T | None = None
+    key: Hashable | None = None
+    path: str = ""
+    attempts: int = 0
+    start: float | None = None
+    end: float | None = None
+    error: ErrorInfo | None = None
+    reason: str | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.SUCCEEDED
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Counts for the root fan-out's outcomes, plus whole-tree work figures.
+
+    ``counts`` always adds up to ``total``. ``busy`` is the sum of the time leaf calls held a
+    slot; ``parallelism`` is ``busy / wall``, the average number of leaf calls running at once.
+    """
+
+    total: int
+    counts: dict[Status, int]
+    wall: float
+    busy: float
+    retries: int
+    tasks: int
+    leaf_calls: int
+
+    @property
+    def parallelism(self) -> float:
+        return self.busy / self.wall if self.wall > 0 else 0.0
+
+    @property
+    def succeeded(self) -> int:
+        return self.counts[Status.SUCCEEDED]
+
+    @property
+    def failed(self) -> int:
+        return self.counts[Status.FAILED]
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{n} {s.value}" for s, n in self.counts.items() if n)
+        return (
+            f"{self.total} inputs: {parts or 'none'}; wall {self.wall:.2f}s, busy {self.busy:.2f}s, "
+            f"parallelism {self.parallelism:.1f}x, {self.retries} retries"
+        )
+
+
+def empty_counts() -> dict[Status, int]:
+    return dict.fromkeys(Status, 0)
+
+
+def as_outcome_status(value: Any) -> Status:
+    return value if isinstance(value, Status) else Status(value)

@@ -1,0 +1,330 @@
+"""Entry points: ``run`` (await a result), ``start`` (a handle: events, streaming, cancel),
+``as_completed`` (outcomes as they finish) and their sync twins, all over one implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from fanfold._agent import as_agent
+from fanfold._context import Context, RunState
+from fanfold._errors import RunFailed, UsageError
+from fanfold._events import Callback, Event, EventBus, RunFinished, RunStarted
+from fanfold._limits import Limiter, Limits
+from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
+from fanfold._retry import RetryPolicy, Timeouts
+from fanfold._runtime import execute
+
+T = TypeVar("T")
+
+
+class RunStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"  # the root finished (a collecting fan-out succeeds with failed items)
+    FAILED = "failed"  # the root failed: ff.run raises RunFailed
+    PARTIAL = "partial"  # the deadline passed: unfinished inputs are marked timed out or skipped
+    CANCELLED = "cancelled"  # the run was cancelled through its handle
+
+
+@dataclass(frozen=True, slots=True)
+class Result(Generic[T]):
+    """What a run produced.
+
+    ``output`` is the root agent's value (for ``map``: the successful results in input order).
+    ``outcomes`` has one :class:`Outcome` per input of the top fan-out, in input order (for a
+    root that is not a fan-out: its one outcome). ``summary`` adds them up.
+    """
+
+    run_id: str
+    status: RunStatus
+    output: T | None
+    outcomes: list[Outcome[Any]]
+    summary: Summary
+    channels: dict[str, Any] = field(default_factory=dict)
+    error: ErrorInfo | None = None
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def outputs(self) -> list[Any]:
+        """The values of the successful outcomes, in input order."""
+        return [o.value for o in self.outcomes if o.status is Status.SUCCEEDED]
+
+    @property
+    def complete(self) -> bool:
+        return self.status is RunStatus.SUCCEEDED
+
+    def failures(self) -> list[Outcome[Any]]:
+        """Outcomes that failed or timed out."""
+        return [o for o in self.outcomes if o.status in (Status.FAILED, Status.TIMED_OUT)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Options:
+    limits: Limits
+    retry: RetryPolicy | None
+    timeouts: Timeouts | None
+    deadline: float | None
+    callbacks: list[Callback]
+    progress: bool
+    keep: bool
+    run_id: str | None
+    limiter: Limiter | None
+
+
+class Run:
+    """A started run: its events, its outcomes as they finish, cancellation, and its result.
+
+    Use through ``ff.start``::
+
+        async with ff.start(ff.map(grade), essays) as run:
+            async for event in run.events():
+                ...
+        result = await run.result()
+    """
+
+    def __init__(self, spec: Any, input: Any, options: _Options) -> None:
+        self._spec = as_agent(spec, "run")
+        self._input = input
+        self._options = options
+        self._bus = EventBus(options.callbacks)
+        self._state: RunState | None = None
+        self._task: asyncio.Task[Result[Any]] | None = None
+        self._cancel_requested = False
+
+    # -- the handle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Run:
+        self._prepare()
+        # The run's one task; __aexit__ always waits for it, so it never outlives the block.
+        self._task = asyncio.get_running_loop().create_task(self._main())
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        task = self._task
+        assert task is not None
+        if et is not None and not task.done():
+            self.cancel()
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()  # our caller is cancelled: take the run down with it, then go
+            await asyncio.wait({task})
+            raise
+        if et is None and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+    @property
+    def run_id(self) -> str:
+        assert self._state is not None, "the run has not started; use it inside 'async with ff.start(...)'"
+        return self._state.run_id
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every event from now until the run finishes. Call it before the first ``await`` in
+        the ``async with`` block to see them all."""
+        return self._bus.stream()
+
+    def as_completed(self) -> AsyncIterator[Outcome[Any]]:
+        """Outcomes of the top fan-out as they finish (completion order, each with its
+        ``index``). While the consumer lags, the run stops reading new inputs."""
+        assert self._state is not None
+        return self._state.root_sink.stream()
+
+    def cancel(self) -> None:
+        """Cancel every task of the run; ``result()`` then returns the partial result."""
+        self._cancel_requested = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def result(self) -> Result[Any]:
+        """Wait for the run to end. Raises :class:`RunFailed` when the root failed."""
+        assert self._task is not None, "use result() inside 'async with ff.start(...)'"
+        return _raise_if_failed(await asyncio.shield(self._task))
+
+    # -- the run itself --------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        options = self._options
+        if options.progress:
+            from fanfold._progress import ProgressDisplay
+
+            display = ProgressDisplay(total=_size(self._input))
+            self._bus.subscribe(display)
+            self._display: ProgressDisplay | None = display
+        else:
+            self._display = None
+        self._state = RunState(run_id=options.run_id, limits=options.limits, retry=options.retry,
+                               timeouts=options.timeouts, deadline=options.deadline, bus=self._bus,
+                               limiter=options.limiter, keep=options.keep)
+
+    async def _main(self) -> Result[Any]:
+        state = self._state
+        assert state is not None
+        sink = state.root_sink
+        bus = self._bus
+        if self._display is not None:
+            self._display.start()
+        if bus.active:
+            bus.emit(RunStarted(state.run_id, "", 0.0))
+        root = Context(state, None, "", "", 0)
+        root_outcome: Outcome[Any] | None = None
+
+        def report(outcome: Outcome[Any]) -> None:
+            nonlocal root_outcome
+            root_outcome = outcome
+            if not sink.fed:  # the root is no fan-out: its own outcome is the run's one outcome
+                sink.put(outcome)
+                sink.outcomes = [outcome]
+
+        status = RunStatus.FAILED
+        try:
+            async with asyncio.timeout_at(state.deadline):
+                await execute(self._spec, self._input, root, report)
+        except TimeoutError:
+            if not state.deadline_passed():
+                raise
+            status = RunStatus.PARTIAL
+        except asyncio.CancelledError:
+            if not self._cancel_requested:
+                self._finish(state, RunStatus.CANCELLED, None)
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            status = RunStatus.CANCELLED
+        else:
+            assert root_outcome is not None
+            status = RunStatus.SUCCEEDED if root_outcome.ok else RunStatus.FAILED
+        return self._finish(state, status, root_outcome)
+
+    def _finish(self, state: RunState, status: RunStatus, root: Outcome[Any] | None) -> Result[Any]:
+        sink = state.root_sink
+        counts = sink.counts
+        summary = Summary(total=sum(counts.values()), counts=dict(counts), wall=state.now(),
+                          busy=state.busy, retries=state.retries, tasks=state.tasks,
+                          leaf_calls=state.leaf_calls)
+        error = root.error if root is not None and status is RunStatus.FAILED else None
+        result: Result[Any] = Result(state.run_id, status, root.value if root is not None else None,
+                                     sink.outcomes, summary, dict(state.channels), error,
+                                     root.exception if error is not None and root is not None else None)
+        if self._bus.active:
+            self._bus.emit(RunFinished(state.run_id, "", summary.wall, status.value, summary))
+        self._bus.close()
+        sink.close()
+        state.close()
+        if self._display is not None:
+            self._display.stop(summary)
+        return result
+
+
+def _raise_if_failed(result: Result[Any]) -> Result[Any]:
+    if result.status is RunStatus.FAILED:
+        raise RunFailed(f"run {result.run_id} failed: {result.error}", result) from result.exception
+    return result
+
+
+def _size(input: Any) -> int | None:
+    try:
+        return len(input)
+    except TypeError:
+        return None
+
+
+def _options(
+    *,
+    limits: Limits | None = None,
+    retry: RetryPolicy | None = None,
+    timeouts: Timeouts | None = None,
+    deadline: float | None = None,
+    on_event: Callback | list[Callback] | None = None,
+    progress: bool = False,
+    keep: bool = True,
+    run_id: str | None = None,
+    limiter: Limiter | None = None,
+) -> _Options:
+    if limits is not None and not isinstance(limits, Limits):
+        raise UsageError(f"limits={limits!r}: pass ff.Limits(concurrency=..., resources={{...}})")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise UsageError(f"retry={retry!r}: pass ff.RetryPolicy(retry_on=...)")
+    if timeouts is not None and not isinstance(timeouts, Timeouts):
+        raise UsageError(f"timeouts={timeouts!r}: pass ff.Timeouts(attempt=..., task=...)")
+    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0):
+        raise UsageError(f"deadline={deadline!r}: pass the seconds the whole run may take, > 0")
+    callbacks: list[Callback] = [] if on_event is None else list(on_event) if isinstance(on_event, list) else [on_event]
+    return _Options(limits=limits or Limits(), retry=retry, timeouts=timeouts, deadline=deadline,
+                    callbacks=callbacks, progress=progress, keep=keep, run_id=run_id, limiter=limiter)
+
+
+def start(spec: Any, input: Any = None, **options: Any) -> Run:
+    """Start a run and get its handle; use it as ``async with ff.start(spec, input) as run``.
+
+    Takes the same options as :func:`run`. Leaving the block waits for the run (or cancels it,
+    if the block raised).
+    """
+    return Run(spec, input, _options(**options))
+
+
+async def run(
+    spec: Any,
+    input: Any = None,
+    *,
+    limits: Limits | None = None,
+    retry: RetryPolicy | None = None,
+    timeouts: Timeouts | None = None,
+    deadline: float | None = None,
+    on_event: Callback | list[Callback] | None = None,
+    progress: bool = False,
+    keep: bool = True,
+    run_id: str | None = None,
+    limiter: Limiter | None = None,
+) -> Result[Any]:
+    """Run an agent or pattern on ``input`` and return its :class:`Result`.
+
+    ``limits`` caps what runs at once (default: 64 leaf calls); ``retry`` and ``timeouts`` are
+    the defaults for every leaf call; ``deadline`` bounds the whole run in seconds: when it
+    passes, unfinished work is cancelled and the partial result returned (status ``partial``).
+    ``on_event`` receives every event; ``progress`` shows a live display; ``keep=False`` keeps no
+    outcomes in memory (for streaming with ``as_completed``). Raises :class:`RunFailed` when the
+    root task fails; ``error.result`` keeps what finished.
+    """
+    handle = Run(spec, input, _options(limits=limits, retry=retry, timeouts=timeouts, deadline=deadline,
+                                       on_event=on_event, progress=progress, keep=keep, run_id=run_id,
+                                       limiter=limiter))
+    handle._prepare()
+    return _raise_if_failed(await handle._main())
+
+
+def run_sync(spec: Any, input: Any = None, **options: Any) -> Result[Any]:
+    """The sync twin of :func:`run`, for scripts and for notebooks whose loop is already running
+    (there the run gets its own loop in a worker thread)."""
+    return _sync(lambda: run(spec, input, **options))
+
+
+async def as_completed(spec: Any, input: Any = None, **options: Any) -> AsyncIterator[Outcome[Any]]:
+    """Yield the top fan-out's outcomes as they finish, each with its ``index``, keeping none.
+
+    >>> async for outcome in ff.as_completed(ff.map(grade), essays):
+    ...     print(outcome.index, outcome.status, outcome.value)
+    """
+    options.setdefault("keep", False)
+    async with start(spec, input, **options) as handle:
+        async for outcome in handle.as_completed():
+            yield outcome
+        await handle.result()
+
+
+def _sync(make: Callable[[], Any]) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(1, thread_name_prefix="fanfold-sync") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()

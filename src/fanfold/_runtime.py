@@ -1,0 +1,171 @@
+"""Running one task: the leaf boundary (admission, retries, timeouts) and the outcome it ends in.
+
+Every task in the tree goes through :func:`execute`, which turns whatever happened into exactly
+one :class:`Outcome` and reports it before returning (or before re-raising a cancellation).
+Leaves go through :func:`run_leaf`, the one place where slots are held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Hashable
+from typing import Any
+
+from fanfold._context import Context, RunState
+from fanfold._errors import Skip, TaskTimeout
+from fanfold._events import FINISHED_EVENT, TaskQueued, TaskRetrying, TaskStarted
+from fanfold._outcome import ErrorInfo, Outcome, Status
+from fanfold._retry import SIGNALS_ONLY, RetryPolicy, Timeouts, call_with_retries
+
+
+def is_composite(agent: Any) -> bool:
+    """Composites (patterns, teams) hold no slot; everything else is a leaf."""
+    return getattr(agent, "composite", False) is True
+
+
+async def invoke(agent: Any, value: Any, ctx: Context) -> Any:
+    """Run ``agent`` on ``value`` as the task ``ctx``, without building an outcome."""
+    if is_composite(agent):
+        return await agent.run(value, ctx)
+    return await run_leaf(agent, value, ctx)
+
+
+async def run_leaf(agent: Any, value: Any, ctx: Context) -> Any:
+    run = ctx.run
+    timeouts: Timeouts | None = getattr(agent, "timeouts", None) or run.timeouts
+    task_timeout = timeouts.task if timeouts is not None else None
+    if task_timeout is None:
+        return await _attempts(agent, value, ctx, timeouts)
+    return await _within(task_timeout, _attempts(agent, value, ctx, timeouts), "task")
+
+
+async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | None) -> Any:
+    run = ctx.run
+    policy: RetryPolicy = getattr(agent, "retry", None) or run.retry or SIGNALS_ONLY
+    resources: tuple[str, ...] = getattr(agent, "resources", ())
+    attempt_timeout = timeouts.attempt if timeouts is not None else None
+
+    async def attempt(n: int) -> Any:
+        ctx.attempt = n
+        limiter = run.limiter
+        if not limiter.try_acquire(resources):
+            await limiter.acquire(resources)
+        began = run.clock()
+        if n == 1 and run.bus.active:
+            run.bus.emit(TaskStarted(run.run_id, ctx.path, began - run.started, ctx.index))
+        try:
+            if attempt_timeout is None:
+                return await agent.run(value, ctx)
+            return await _within(attempt_timeout, agent.run(value, ctx), f"attempt {n}")
+        finally:
+            limiter.release(resources)
+            run.busy += run.clock() - began
+            run.leaf_calls += 1
+
+    # The first attempt runs outside tenacity: most calls succeed, and they should cost nothing extra.
+    try:
+        return await attempt(1)
+    except Exception as first:
+        if policy.attempts == 1 or not policy.should_retry(first):
+            raise
+        failed_first = first
+
+    async def replay(n: int) -> Any:
+        if n == 1:
+            raise failed_first
+        return await attempt(n)
+
+    def on_retry(n: int, delay: float, exc: BaseException) -> None:
+        run.retries += 1
+        if run.bus.active:
+            run.bus.emit(TaskRetrying(run.run_id, ctx.path, run.now(), n + 1, delay, ErrorInfo.of(exc)))
+
+    return await call_with_retries(replay, policy, on_retry)
+
+
+async def _within(seconds: float, coro: Coroutine[Any, Any, Any], what: str) -> Any:
+    """Await ``coro`` for at most ``seconds``; our own expiry becomes :class:`TaskTimeout`
+    (a ``TimeoutError`` the agent raised itself stays what it is)."""
+    async with asyncio.timeout(seconds) as scope:
+        try:
+            return await coro
+        except TimeoutError:
+            if scope.expired():
+                raise TaskTimeout(f"{what} timed out after {seconds:g}s") from None
+            raise
+
+
+async def execute(
+    agent: Any,
+    value: Any,
+    ctx: Context,
+    report: Callable[[Outcome[Any]], None],
+    *,
+    key: Hashable | None = None,
+    timeout: float | None = None,
+    delay: float = 0.0,
+    stop_reason: Callable[[], str | None] = lambda: None,
+) -> Outcome[Any]:
+    """Run one task and end it in exactly one outcome, handed to ``report`` (and to the events)
+    before this returns, or before a cancellation propagates."""
+    run = ctx.run
+    run.tasks += 1
+    bus = run.bus
+    if bus.active:
+        bus.emit(TaskQueued(run.run_id, ctx.path, run.now(), ctx.index))
+    start: float | None = None
+    try:
+        if delay:
+            await asyncio.sleep(delay)
+        start = run.now()
+        if bus.active and is_composite(agent):
+            bus.emit(TaskStarted(run.run_id, ctx.path, start, ctx.index))
+        if timeout is None:
+            result = await invoke(agent, value, ctx)
+        else:
+            result = await _within(timeout, invoke(agent, value, ctx), "task")
+        outcome = Outcome(ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, start, run.now())
+    except asyncio.CancelledError:
+        reason = stop_reason()
+        if reason is None and run.deadline_passed():
+            status, reason = Status.TIMED_OUT, "the run's deadline passed"
+        else:
+            status, reason = Status.CANCELLED, reason or "cancelled"
+        _finish(run, report, Outcome(ctx.index, status, None, key, ctx.path, ctx.attempt, start,
+                                     None if start is None else run.now(), reason=reason))
+        raise
+    except Skip as exc:
+        outcome = _ended(ctx, Status.SKIPPED, exc, key, start, reason=exc.reason)
+    except TaskTimeout as exc:
+        outcome = _ended(ctx, Status.TIMED_OUT, exc, key, start)
+    except Exception as exc:
+        outcome = _ended(ctx, Status.FAILED, exc, key, start)
+    _finish(run, report, outcome)
+    return outcome
+
+
+def _ended(ctx: Context, status: Status, exc: BaseException, key: Hashable | None, start: float | None,
+           reason: str | None = None) -> Outcome[Any]:
+    return Outcome(ctx.index, status, None, key, ctx.path, ctx.attempt, start, ctx.run.now(),
+                   error=ErrorInfo.of(exc), reason=reason, exception=exc)
+
+
+def _finish(run: RunState, report: Callable[[Outcome[Any]], None], outcome: Outcome[Any]) -> None:
+    report(outcome)
+    bus = run.bus
+    if bus.active:
+        bus.emit(FINISHED_EVENT[outcome.status](run.run_id, outcome.path, run.now(), outcome))
+
+
+async def run_step(agent: Any, value: Any, ctx: Context) -> Any:
+    """Run a single task that is not a fan-out input (a sequence step, a split, a judge): its
+    outcome reaches the events, and anything but success is raised as it happened."""
+    outcome = await execute(agent, value, ctx, _no_report)
+    if outcome.status is not Status.SUCCEEDED:
+        assert outcome.exception is not None
+        raise outcome.exception
+    return outcome.value
+
+
+def _no_report(outcome: Outcome[Any]) -> None:
+    pass

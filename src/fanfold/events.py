@@ -1,0 +1,36 @@
+"""The typed events a run emits, for ``on_event`` callbacks and ``Run.events()``.
+
+Each carries ``run_id``, ``path`` (the task's place in the tree, ``""`` for the run itself) and
+``at`` (seconds since the run started). The five ``Task*`` events that end a task derive from
+:class:`TaskFinished` and carry its :class:`~fanfold.Outcome`.
+"""
+
+from fanfold._events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskCancelled,
+    TaskFailed,
+    TaskFinished,
+    TaskQueued,
+    TaskRetrying,
+    TaskSkipped,
+    TaskStarted,
+    TaskSucceeded,
+    TaskTimedOut,
+)
+
+__all__ = [
+    "Event",
+    "RunFinished",
+    "RunStarted",
+    "TaskCancelled",
+    "TaskFailed",
+    "TaskFinished",
+    "TaskQueued",
+    "TaskRetrying",
+    "TaskSkipped",
+    "TaskStarted",
+    "TaskSucceeded",
+    "TaskTimedOut",
+]
