@@ -24,7 +24,7 @@ from fanfold._errors import (
 from fanfold._limits import Limiter, Limits
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
-from fanfold._patterns import Pattern, map, parallel, race, sequence
+from fanfold._patterns import Pattern, map, parallel, race, sequence  # noqa: A004 - ff.map is the pattern
 from fanfold._policy import Collect, FailFast, FailurePolicy, MaxFailureRate, MaxFailures, Quorum, Tally, Verdict
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, run_sync, start

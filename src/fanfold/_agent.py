@@ -75,18 +75,18 @@ def agent(
 ) -> FunctionAgent | Callable[[Callable[..., Any]], FunctionAgent]:
     """Make a function, sync or async, an agent. Use bare or with options::
 
-        @ff.agent
-        async def summarize(doc: str) -> str: ...
+    @ff.agent
+    async def summarize(doc: str) -> str: ...
 
-        @ff.agent(resources=["db"], retry=ff.RetryPolicy(retry_on=ConnectionError))
-        def lookup(row, ctx): ...
+    @ff.agent(resources=["db"], retry=ff.RetryPolicy(retry_on=ConnectionError))
+    def lookup(row, ctx): ...
     """
     if isinstance(resources, str):
         raise UsageError(f"agent(resources={resources!r}) takes a list of names; pass [{resources!r}]")
-    options = {"name": name, "resources": tuple(resources), "retry": retry, "timeouts": timeouts}
+    names = tuple(resources)
 
     def wrap(f: Callable[..., Any]) -> FunctionAgent:
-        return _function_agent(f, **options)
+        return _function_agent(f, name=name, resources=names, retry=retry, timeouts=timeouts)
 
     return wrap if fn is None else wrap(fn)
 
@@ -100,12 +100,15 @@ def _function_agent(
     timeouts: Timeouts | None,
 ) -> FunctionAgent:
     if not callable(fn):
-        raise UsageError(f"agent() got {fn!r}, which is not callable; pass a function or an object with async run(input, ctx)")
+        raise UsageError(
+            f"agent() got {fn!r}, which is not callable; pass a function or an object with async run(input, ctx)"
+        )
     target = fn.func if isinstance(fn, functools.partial) else fn
-    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None))
+    is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__)
+    default_name: str = getattr(target, "__name__", None) or type(target).__name__
     return FunctionAgent(
         fn=fn,
-        name=name or getattr(target, "__name__", type(target).__name__),
+        name=name or default_name,
         takes_ctx=_takes_ctx(fn),
         is_async=is_async,
         resources=resources,
@@ -141,16 +144,20 @@ def as_agent(obj: Any, where: str = "agent") -> Agent:
     if isinstance(obj, FunctionAgent):
         return obj
     run = getattr(obj, "run", None)
+    if isinstance(obj, type) and inspect.iscoroutinefunction(run):
+        raise UsageError(f"{where} got the class {obj.__name__}; pass an instance: {obj.__name__}(...)")
     if run is not None and inspect.iscoroutinefunction(run):
         return obj  # type: ignore[no-any-return]
-    if callable(obj) and not isinstance(obj, type):
+    if callable(obj):
         return _function_agent(obj, name=None, resources=(), retry=None, timeouts=None)
     raise UsageError(
-        f"{where} got {obj!r}; pass a function (sync or async) or an object with "
-        "an async method run(input, ctx)"
+        f"{where} got {obj!r}; pass a function (sync or async) or an object with an async method run(input, ctx)"
     )
 
 
 def agent_name(obj: Any) -> str:
-    name = getattr(obj, "name", None)
-    return name if isinstance(name, str) and name else type(obj).__name__
+    for attribute in ("name", "__name__"):
+        name = getattr(obj, attribute, None)
+        if isinstance(name, str) and name:
+            return name
+    return type(obj).__name__

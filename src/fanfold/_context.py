@@ -218,4 +218,3 @@ class Context:
 
     def __repr__(self) -> str:
         return f"Context(run_id={self.run_id!r}, path={self.path!r}, attempt={self.attempt})"
-

@@ -22,7 +22,7 @@ from fanfold._runtime import execute
 
 Item = tuple[Any, Any]  # (agent, input)
 Watch = Callable[[Outcome[Any], Tally], Verdict | None]
-_END = object()
+_END: Any = object()  # typed Any so that next(source, _END) stays an Item to the checker
 
 
 class Fanout:
@@ -93,8 +93,9 @@ class Fanout:
         if self._source_error is not None:
             index, exc = self._source_error
             await self._drain("reading the input failed")
-            raise FanoutFailed(f"{self.kind}: reading input #{index} failed: {type(exc).__name__}: {exc}",
-                               self.outcomes) from exc
+            raise FanoutFailed(
+                f"{self.kind}: reading input #{index} failed: {type(exc).__name__}: {exc}", self.outcomes
+            ) from exc
         await self._drain(self._verdict.reason if self._verdict else "stopped")
         verdict = self._verdict or self.policy.check(self.tally, final=True)
         if verdict is not None and not verdict.ok:
@@ -161,8 +162,16 @@ class Fanout:
             key = self.key(value) if self.key is not None else None
         except Exception as exc:
             key, agent, value = None, _KeyFailed(exc), None
-        await execute(agent, value, ctx, self._record, key=key, timeout=self.timeout,
-                      delay=self.stagger * index, stop_reason=self._stop_reason)
+        await execute(
+            agent,
+            value,
+            ctx,
+            self._record,
+            key=key,
+            timeout=self.timeout,
+            delay=self.stagger * index,
+            stop_reason=self._stop_reason,
+        )
 
     # -- outcomes and verdicts ---------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from fanfold._agent import Agent, as_agent
 from fanfold._context import Context
 from fanfold._errors import UsageError
 from fanfold._fanout import Fanout
-from fanfold._outcome import Outcome, Status
 from fanfold._patterns import Map, Pattern
 from fanfold._policy import Collect, FailFast, FailurePolicy
 from fanfold._runtime import run_step
@@ -34,18 +33,24 @@ class MapReduce(Pattern):
         while len(mapped) > self.fan_in:
             groups = [mapped[i : i + self.fan_in] for i in range(0, len(mapped), self.fan_in)]
             # A reducer that fails would silently drop a whole group, so reductions fail fast.
-            fanout = Fanout(ctx, "reduce", ((self.reducer, g) for g in groups), policy=FailFast(),
-                            total=len(groups), window=self.window,
-                            labels=[f"{level}.{j}" for j in range(len(groups))], primary=False)
+            fanout = Fanout(
+                ctx,
+                "reduce",
+                ((self.reducer, g) for g in groups),
+                policy=FailFast(),
+                total=len(groups),
+                window=self.window,
+                labels=[f"{level}.{j}" for j in range(len(groups))],
+                primary=False,
+            )
             mapped = [o.value for o in await fanout.run()]
             level += 1
         return await run_step(self.reducer, mapped, ctx.child("reduce", 0, "final"))
 
 
-
 def map_reduce(
     *,
-    map: Any,  # noqa: A002 - reads as the pattern's own vocabulary
+    map: Any,
     reduce: Any,
     split: Any = None,
     fan_in: int = 10,

@@ -4,7 +4,7 @@ so any pattern nests in any other."""
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterable, Callable, Hashable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Hashable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,14 +58,13 @@ class Map(Pattern):
                 "an iterable or an async iterable of inputs (wrap one input in a list: [x])"
             )
         agent = self.agent
-        total = len(input) if hasattr(input, "__len__") else None
-        source: Iterable[Any] | AsyncIterable[Any]
-        if isinstance(input, AsyncIterable):
-            source = _pair_async(agent, input)
-        else:
-            source = ((agent, value) for value in input)
-        fanout = Fanout(ctx, "map", source, policy=self.policy, total=total, window=self.window,
-                        key=self.key, timeout=self.timeout)
+        total = len(input) if isinstance(input, Sized) else None
+        source: Iterable[Any] | AsyncIterable[Any] = (
+            _pair_async(agent, input) if isinstance(input, AsyncIterable) else ((agent, v) for v in input)
+        )
+        fanout = Fanout(
+            ctx, "map", source, policy=self.policy, total=total, window=self.window, key=self.key, timeout=self.timeout
+        )
         outcomes = await fanout.run()
         return [o.value for o in outcomes if o.status is Status.SUCCEEDED]
 
@@ -110,15 +109,21 @@ class Parallel(Pattern):
     name: str = "parallel"
 
     async def run(self, input: Any, ctx: Context, /) -> dict[str, Any]:
-        fanout = Fanout(ctx, "parallel", ((a, input) for a in self.agents), policy=self.policy,
-                        total=len(self.agents), window=len(self.agents), timeout=self.timeout,
-                        labels=self.names)
+        fanout = Fanout(
+            ctx,
+            "parallel",
+            ((a, input) for a in self.agents),
+            policy=self.policy,
+            total=len(self.agents),
+            window=len(self.agents),
+            timeout=self.timeout,
+            labels=self.names,
+        )
         outcomes = await fanout.run()
         return {self.names[o.index]: o.value for o in outcomes if o.status is Status.SUCCEEDED}
 
 
-def parallel(*agents: Any, policy: FailurePolicy | None = None, timeout: float | None = None,
-             **named: Any) -> Parallel:
+def parallel(*agents: Any, policy: FailurePolicy | None = None, timeout: float | None = None, **named: Any) -> Parallel:
     """Several agents on one input, all at once; the value maps each agent's name to its result.
 
     Names come from the agents (a function's name) or from keywords::
@@ -155,7 +160,6 @@ class Sequence(Pattern):
         return value
 
 
-
 def sequence(*steps: Any) -> Sequence:
     """Run agents one after another, each on the previous one's result.
 
@@ -179,9 +183,18 @@ class Race(Pattern):
                 return Verdict(True, f"race won by {self.names[outcome.index]}")
             return None
 
-        fanout = Fanout(ctx, "race", ((a, input) for a in self.agents), policy=Collect(),
-                        total=len(self.agents), window=len(self.agents), timeout=self.timeout,
-                        labels=self.names, watch=first_success, stagger=self.stagger)
+        fanout = Fanout(
+            ctx,
+            "race",
+            ((a, input) for a in self.agents),
+            policy=Collect(),
+            total=len(self.agents),
+            window=len(self.agents),
+            timeout=self.timeout,
+            labels=self.names,
+            watch=first_success,
+            stagger=self.stagger,
+        )
         outcomes = await fanout.run()
         for outcome in outcomes:
             if outcome.status is Status.SUCCEEDED:
@@ -212,4 +225,3 @@ def race(*agents: Any, stagger: float = 0.0, timeout: float | None = None) -> Ra
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-

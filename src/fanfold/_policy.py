@@ -85,9 +85,9 @@ class MaxFailureRate(FailurePolicy):
             raise UsageError(f"MaxFailureRate(min_finished={self.min_finished!r}): pass a whole number >= 1")
 
     def check(self, tally: Tally, *, final: bool) -> Verdict | None:
-        if tally.finished >= self.min_finished or final:
-            if tally.finished and tally.failed / tally.finished > self.rate:
-                return Verdict(False, f"{tally.failed} of {tally.finished} failed, above the rate {self.rate:g}")
+        judged = tally.finished >= self.min_finished or final
+        if judged and tally.finished and tally.failed / tally.finished > self.rate:
+            return Verdict(False, f"{tally.failed} of {tally.finished} failed, above the rate {self.rate:g}")
         return None
 
 
@@ -107,5 +107,7 @@ class Quorum(FailurePolicy):
         reachable = None if tally.total is None else tally.succeeded + tally.total - tally.finished
         out_of_reach = final or (reachable is not None and reachable < self.k)
         if out_of_reach:
-            return Verdict(False, f"quorum of {self.k} out of reach: {tally.succeeded} succeeded, {tally.failed} failed")
+            return Verdict(
+                False, f"quorum of {self.k} out of reach: {tally.succeeded} succeeded, {tally.failed} failed"
+            )
         return None

@@ -45,8 +45,7 @@ class RetryPolicy:
         )
         if not valid:
             raise UsageError(
-                f"RetryPolicy(retry_on={on!r}): pass an exception type, a tuple of them, "
-                "or a function exc -> bool"
+                f"RetryPolicy(retry_on={on!r}): pass an exception type, a tuple of them, or a function exc -> bool"
             )
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
             raise UsageError(f"RetryPolicy(attempts={self.attempts!r}): pass a whole number >= 1 (1 means no retry)")

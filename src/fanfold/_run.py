@@ -103,8 +103,9 @@ class Run:
         self._task = asyncio.get_running_loop().create_task(self._main())
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         task = self._task
         assert task is not None
         if et is not None and not task.done():
@@ -161,9 +162,16 @@ class Run:
             self._display: ProgressDisplay | None = display
         else:
             self._display = None
-        self._state = RunState(run_id=options.run_id, limits=options.limits, retry=options.retry,
-                               timeouts=options.timeouts, deadline=options.deadline, bus=self._bus,
-                               limiter=options.limiter, keep=options.keep)
+        self._state = RunState(
+            run_id=options.run_id,
+            limits=options.limits,
+            retry=options.retry,
+            timeouts=options.timeouts,
+            deadline=options.deadline,
+            bus=self._bus,
+            limiter=options.limiter,
+            keep=options.keep,
+        )
 
     async def _main(self) -> Result[Any]:
         state = self._state
@@ -208,13 +216,26 @@ class Run:
     def _finish(self, state: RunState, status: RunStatus, root: Outcome[Any] | None) -> Result[Any]:
         sink = state.root_sink
         counts = sink.counts
-        summary = Summary(total=sum(counts.values()), counts=dict(counts), wall=state.now(),
-                          busy=state.busy, retries=state.retries, tasks=state.tasks,
-                          leaf_calls=state.leaf_calls)
+        summary = Summary(
+            total=sum(counts.values()),
+            counts=dict(counts),
+            wall=state.now(),
+            busy=state.busy,
+            retries=state.retries,
+            tasks=state.tasks,
+            leaf_calls=state.leaf_calls,
+        )
         error = root.error if root is not None and status is RunStatus.FAILED else None
-        result: Result[Any] = Result(state.run_id, status, root.value if root is not None else None,
-                                     sink.outcomes, summary, dict(state.channels), error,
-                                     root.exception if error is not None and root is not None else None)
+        result: Result[Any] = Result(
+            state.run_id,
+            status,
+            root.value if root is not None else None,
+            sink.outcomes,
+            summary,
+            dict(state.channels),
+            error,
+            root.exception if error is not None and root is not None else None,
+        )
         if self._bus.active:
             self._bus.emit(RunFinished(state.run_id, "", summary.wall, status.value, summary))
         self._bus.close()
@@ -259,8 +280,17 @@ def _options(
     if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0):
         raise UsageError(f"deadline={deadline!r}: pass the seconds the whole run may take, > 0")
     callbacks: list[Callback] = [] if on_event is None else list(on_event) if isinstance(on_event, list) else [on_event]
-    return _Options(limits=limits or Limits(), retry=retry, timeouts=timeouts, deadline=deadline,
-                    callbacks=callbacks, progress=progress, keep=keep, run_id=run_id, limiter=limiter)
+    return _Options(
+        limits=limits or Limits(),
+        retry=retry,
+        timeouts=timeouts,
+        deadline=deadline,
+        callbacks=callbacks,
+        progress=progress,
+        keep=keep,
+        run_id=run_id,
+        limiter=limiter,
+    )
 
 
 def start(spec: Any, input: Any = None, **options: Any) -> Run:
@@ -295,9 +325,21 @@ async def run(
     outcomes in memory (for streaming with ``as_completed``). Raises :class:`RunFailed` when the
     root task fails; ``error.result`` keeps what finished.
     """
-    handle = Run(spec, input, _options(limits=limits, retry=retry, timeouts=timeouts, deadline=deadline,
-                                       on_event=on_event, progress=progress, keep=keep, run_id=run_id,
-                                       limiter=limiter))
+    handle = Run(
+        spec,
+        input,
+        _options(
+            limits=limits,
+            retry=retry,
+            timeouts=timeouts,
+            deadline=deadline,
+            on_event=on_event,
+            progress=progress,
+            keep=keep,
+            run_id=run_id,
+            limiter=limiter,
+        ),
+    )
     handle._prepare()
     return _raise_if_failed(await handle._main())
 
@@ -305,7 +347,8 @@ async def run(
 def run_sync(spec: Any, input: Any = None, **options: Any) -> Result[Any]:
     """The sync twin of :func:`run`, for scripts and for notebooks whose loop is already running
     (there the run gets its own loop in a worker thread)."""
-    return _sync(lambda: run(spec, input, **options))
+    result: Result[Any] = _sync(lambda: run(spec, input, **options))
+    return result
 
 
 async def as_completed(spec: Any, input: Any = None, **options: Any) -> AsyncIterator[Outcome[Any]]:

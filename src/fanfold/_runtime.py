@@ -131,8 +131,21 @@ async def execute(
             status, reason = Status.TIMED_OUT, "the run's deadline passed"
         else:
             status, reason = Status.CANCELLED, reason or "cancelled"
-        _finish(run, report, Outcome(ctx.index, status, None, key, ctx.path, ctx.attempt, start,
-                                     None if start is None else run.now(), reason=reason))
+        _finish(
+            run,
+            report,
+            Outcome(
+                ctx.index,
+                status,
+                None,
+                key,
+                ctx.path,
+                ctx.attempt,
+                start,
+                None if start is None else run.now(),
+                reason=reason,
+            ),
+        )
         raise
     except Skip as exc:
         outcome = _ended(ctx, Status.SKIPPED, exc, key, start, reason=exc.reason)
@@ -144,10 +157,27 @@ async def execute(
     return outcome
 
 
-def _ended(ctx: Context, status: Status, exc: BaseException, key: Hashable | None, start: float | None,
-           reason: str | None = None) -> Outcome[Any]:
-    return Outcome(ctx.index, status, None, key, ctx.path, ctx.attempt, start, ctx.run.now(),
-                   error=ErrorInfo.of(exc), reason=reason, exception=exc)
+def _ended(
+    ctx: Context,
+    status: Status,
+    exc: BaseException,
+    key: Hashable | None,
+    start: float | None,
+    reason: str | None = None,
+) -> Outcome[Any]:
+    return Outcome(
+        ctx.index,
+        status,
+        None,
+        key,
+        ctx.path,
+        ctx.attempt,
+        start,
+        ctx.run.now(),
+        error=ErrorInfo.of(exc),
+        reason=reason,
+        exception=exc,
+    )
 
 
 def _finish(run: RunState, report: Callable[[Outcome[Any]], None], outcome: Outcome[Any]) -> None:

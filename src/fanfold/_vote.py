@@ -39,8 +39,15 @@ class Vote(Pattern):
     async def run(self, input: Any, ctx: Context, /) -> Any:
         majority = self.judge is None and self.decide is None
         watch = self._watch() if majority and self.early_stop else None
-        fanout = Fanout(ctx, "vote", ((self.agent, input) for _ in range(self.n)), policy=self.policy,
-                        total=self.n, window=self.n, watch=watch)
+        fanout = Fanout(
+            ctx,
+            "vote",
+            ((self.agent, input) for _ in range(self.n)),
+            policy=self.policy,
+            total=self.n,
+            window=self.n,
+            watch=watch,
+        )
         outcomes = await fanout.run()
         answers = [o for o in outcomes if o.status is Status.SUCCEEDED]
         if not answers:
@@ -84,7 +91,6 @@ def majority_of(values: list[Any], key: Callable[[Any], Hashable] = _default_key
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-
 def vote(
     agent: Any,
     n: int = 5,
@@ -109,5 +115,12 @@ def vote(
     if judge is not None and decide is not None:
         raise UsageError("vote() got both judge= and decide=; pass one: a judge agent or a decide function")
     policy = policy or Collect()
-    return Vote(as_agent(agent, "vote"), n, None if judge is None else as_agent(judge, "vote(judge=...)"),
-                decide, key or _default_key, early_stop, policy)
+    return Vote(
+        as_agent(agent, "vote"),
+        n,
+        None if judge is None else as_agent(judge, "vote(judge=...)"),
+        decide,
+        key or _default_key,
+        early_stop,
+        policy,
+    )

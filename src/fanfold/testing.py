@@ -1,0 +1,136 @@
+"""Test doubles for pipelines built on fanfold, the same ones fanfold's own tests use.
+
+- :class:`EventLog`: an ``on_event`` callback that keeps every event, with helpers to query it.
+- :class:`ConcurrencyProbe`: counts how many calls are inside it at once, overall and per
+  resource, and remembers the peaks.
+- :class:`Action` and :func:`act`: an agent whose input says what it should do (return a value,
+  fail, hang until cancelled, yield to the loop a few times, fail its first attempts), so a
+  test can script any mix of successes, failures, timeouts and cancellations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fanfold._agent import agent
+from fanfold._context import Context
+from fanfold._errors import Skip
+from fanfold._events import Event, TaskFinished, TaskStarted
+from fanfold._outcome import Status
+
+
+class EventLog:
+    """Collects events; pass it as ``on_event``.
+
+    >>> log = EventLog()
+    >>> ff.run_sync(spec, inputs, on_event=log)
+    >>> log.statuses()   # Counter of terminal statuses over every task in the tree
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of_type(self, kind: type[Event]) -> list[Event]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def finished(self) -> list[TaskFinished]:
+        return [e for e in self.events if isinstance(e, TaskFinished)]
+
+    def statuses(self) -> Counter[Status]:
+        return Counter(e.outcome.status for e in self.finished())
+
+    def max_running(self) -> int:
+        """The most tasks that had started and not yet finished at any moment, by the events."""
+        running = peak = 0
+        for event in self.events:
+            if isinstance(event, TaskStarted):
+                running += 1
+                peak = max(peak, running)
+            elif isinstance(event, TaskFinished) and event.outcome.start is not None:
+                running -= 1
+        return peak
+
+
+class ConcurrencyProbe:
+    """Counts calls in flight, overall and per resource, and keeps the peaks::
+
+    probe = ConcurrencyProbe()
+    async with probe.inside("db"):
+        ...
+    assert probe.peak <= 5 and probe.peaks["db"] <= 2
+    """
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.current: Counter[str] = Counter()
+        self.peaks: Counter[str] = Counter()
+        self.entered = 0
+
+    @asynccontextmanager
+    async def inside(self, *resources: str) -> AsyncIterator[None]:
+        self.entered += 1
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        for name in resources:
+            self.current[name] += 1
+            self.peaks[name] = max(self.peaks[name], self.current[name])
+        try:
+            yield
+        finally:
+            self.now -= 1
+            for name in resources:
+                self.current[name] -= 1
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What :func:`act` does with this input.
+
+    ``yields``: how many times to give way to the event loop first (interleaves tasks without
+    sleeping); ``fail_attempts``: attempts that raise ``error`` before one succeeds (``-1``: every
+    attempt); ``hang``: wait until cancelled (a timeout or deadline ends it); ``skip``: raise
+    ``ff.Skip``. Otherwise return ``value``.
+    """
+
+    value: Any = None
+    yields: int = 0
+    fail_attempts: int = 0
+    error: str = "boom"
+    hang: bool = False
+    skip: bool = False
+
+    @classmethod
+    def failing(cls, error: str = "boom") -> Action:
+        return cls(fail_attempts=-1, error=error)
+
+
+class ScriptedError(RuntimeError):
+    """Raised by :func:`act` for an :class:`Action` that fails."""
+
+
+@agent
+async def act(action: Action, ctx: Context) -> Any:
+    """Do what the :class:`Action` says (see there)."""
+    for _ in range(action.yields):
+        await asyncio.sleep(0)
+    if action.skip:
+        raise Skip("scripted skip")
+    if action.fail_attempts < 0 or ctx.attempt <= action.fail_attempts:
+        raise ScriptedError(f"{action.error} (attempt {ctx.attempt})")
+    if action.hang:
+        await asyncio.Event().wait()
+    return action.value
+
+
+def actions(values: Iterable[Any]) -> list[Action]:
+    """Plain values as actions that return them."""
+    return [Action(value=v) for v in values]
