@@ -120,4 +120,5 @@ def test_context_reports_time_left_before_the_deadline() -> None:
 
     assert ff.run_sync(left, None).output is None
     remaining = ff.run_sync(left, None, deadline=30).output
-    assert remaining is not None and 0 < remaining <= 30
+    assert remaining is not None
+    assert 0 < remaining <= 30

@@ -38,7 +38,9 @@ def test_map_collects_failures_as_outcomes_by_default() -> None:
     statuses = [o.status for o in result.outcomes]
     assert statuses == [ff.Status.SUCCEEDED, ff.Status.FAILED, ff.Status.SUCCEEDED]
     failed = result.outcomes[1]
-    assert failed.error is not None and failed.error.type == "ScriptedError" and "bad row" in failed.error.message
+    assert failed.error is not None
+    assert failed.error.type == "ScriptedError"
+    assert "bad row" in failed.error.message
     assert result.summary.counts[ff.Status.FAILED] == 1
 
 
@@ -50,7 +52,8 @@ def test_map_keys_name_outcomes() -> None:
 def test_a_failing_key_function_fails_only_that_input() -> None:
     result = ff.run_sync(ff.map(square, key=lambda x: 10 // x), [0, 5])
     assert [o.status for o in result.outcomes] == [ff.Status.FAILED, ff.Status.SUCCEEDED]
-    assert result.outcomes[0].error is not None and result.outcomes[0].error.type == "ZeroDivisionError"
+    assert result.outcomes[0].error is not None
+    assert result.outcomes[0].error.type == "ZeroDivisionError"
 
 
 def test_map_refuses_a_single_string_with_the_fix() -> None:
@@ -126,7 +129,8 @@ def test_hedged_race_never_starts_the_backup_when_the_first_is_quick() -> None:
     assert calls == ["primary"]
     backup_outcome = result.outcomes[1]
     assert backup_outcome.status in (ff.Status.SKIPPED, ff.Status.CANCELLED)
-    assert backup_outcome.start is None and backup_outcome.reason == "race won by primary"
+    assert backup_outcome.start is None
+    assert backup_outcome.reason == "race won by primary"
 
 
 def test_vote_majority_with_early_stop() -> None:

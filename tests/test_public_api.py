@@ -29,7 +29,8 @@ def test_events_module_exports_typed_events() -> None:
 
 
 def test_exception_families() -> None:
-    assert issubclass(ff.UsageError, ff.FanfoldError) and issubclass(ff.UsageError, ValueError)
+    assert issubclass(ff.UsageError, ff.FanfoldError)
+    assert issubclass(ff.UsageError, ValueError)
     for run_error in (ff.FanoutFailed, ff.VoteFailed, ff.RaceFailed, ff.TaskTimeout, ff.RunFailed):
         assert issubclass(run_error, ff.RunError)
     assert issubclass(ff.TaskTimeout, TimeoutError)

@@ -18,7 +18,8 @@ async def hang_odd(x: int) -> int:
 
 def test_deadline_returns_partial_results_with_every_item_marked() -> None:
     result = ff.run_sync(ff.map(hang_odd), range(6), deadline=0.05)
-    assert result.status is ff.RunStatus.PARTIAL and not result.complete
+    assert result.status is ff.RunStatus.PARTIAL
+    assert not result.complete
     assert result.outputs == [0, 2, 4]
     timed_out = [o for o in result.outcomes if o.status is ff.Status.TIMED_OUT]
     assert [o.index for o in timed_out] == [1, 3, 5]
@@ -125,7 +126,8 @@ def test_events_come_typed_with_paths_and_in_order() -> None:
     log = EventLog()
     ff.run_sync(ff.map(ff.vote(lambda x: x, n=2, early_stop=False)), [7], on_event=log)
     kinds = [type(e).__name__ for e in log.events]
-    assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
+    assert kinds[0] == "RunStarted"
+    assert kinds[-1] == "RunFinished"
     sample = [type(e).__name__ for e in log.events if e.path == "map[0]/vote[1]"]
     assert sample == ["TaskQueued", "TaskStarted", "TaskSucceeded"]
     assert all(e.run_id == log.events[0].run_id for e in log.events)
@@ -159,7 +161,8 @@ def test_summary_adds_up_and_reports_parallelism() -> None:
     assert summary.total == 3 == sum(summary.counts.values())
     assert summary.counts[ff.Status.SKIPPED] == 1
     assert result.outcomes[2].reason == "scripted skip"
-    assert summary.leaf_calls == 3 and summary.tasks == 4
+    assert summary.leaf_calls == 3
+    assert summary.tasks == 4
     assert summary.busy <= summary.wall * 64
     assert "3 inputs" in str(summary)
 
@@ -183,5 +186,6 @@ def test_progress_display_counts_top_level_inputs() -> None:
     display.start()
     ff.run_sync(ff.map(act), [Action(value=1), Action.failing(), Action(value=3)], on_event=display)
     display.stop(ff.run_sync(ff.map(str), ["x"]).summary)
-    assert "3/3" in out.getvalue() and "1 failed" in out.getvalue()
+    assert "3/3" in out.getvalue()
+    assert "1 failed" in out.getvalue()
     assert "done" in out.getvalue()

@@ -27,7 +27,8 @@ class Limits:
     ``concurrency``: leaf calls running at once across the whole run (``None``: no global cap).
     ``resources``: named resources and how many leaf calls may use each at once; a leaf names the
     resources it uses (``@ff.agent(resources=["db"])``); a name with no limit here is unlimited.
-    ``window``: how many inputs each fan-out keeps in flight (default: ``concurrency``, or 1024).
+    ``window``: how many inputs each fan-out keeps in flight (default: twice ``concurrency``, so
+    that inputs waiting out a backoff leave their slots to others; 1024 with no concurrency cap).
     ``threads``: worker threads for sync function agents (default: ``concurrency``, or 64).
 
     >>> ff.Limits(concurrency=50, resources={"db": 5})
@@ -50,7 +51,9 @@ class Limits:
 
     @property
     def fanout_window(self) -> int:
-        return self.window or self.concurrency or 1024
+        if self.window is not None:
+            return self.window
+        return 2 * self.concurrency if self.concurrency is not None else 1024
 
     @property
     def thread_count(self) -> int:

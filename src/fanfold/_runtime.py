@@ -86,13 +86,14 @@ async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | N
 async def _within(seconds: float, coro: Coroutine[Any, Any, Any], what: str) -> Any:
     """Await ``coro`` for at most ``seconds``; our own expiry becomes :class:`TaskTimeout`
     (a ``TimeoutError`` the agent raised itself stays what it is)."""
-    async with asyncio.timeout(seconds) as scope:
-        try:
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
             return await coro
-        except TimeoutError:
-            if scope.expired():
-                raise TaskTimeout(f"{what} timed out after {seconds:g}s") from None
-            raise
+    except TimeoutError:
+        if scope.expired():
+            raise TaskTimeout(f"{what} timed out after {seconds:g}s") from None
+        raise
 
 
 async def execute(
