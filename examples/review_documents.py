@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 import fanfold as ff
 
@@ -43,7 +42,7 @@ RULES = [
     ("low", "manual step", ("manually", "by hand")),
     ("low", "open TODO", ("todo", "tbd")),
 ]
-SEVERITIES = ("high", "medium", "low", "ok")
+SEVERITIES = {"high": "red", "medium": "yellow", "low": "cyan", "ok": "green"}  # worst first, with colours
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,7 @@ class Section:
 class Finding:
     document: str
     section: int
-    severity: str  # one of SEVERITIES
+    severity: str  # a key of SEVERITIES
     issue: str | None  # the rule that fired, or None when the paragraph looks fine
     note: str
 
@@ -75,19 +74,19 @@ class Report:
     sections: int = 0
     documents: frozenset[str] = frozenset()
     severities: Counter[str] = field(default_factory=Counter)
-    issues: dict[str, tuple[Finding, ...]] = field(default_factory=dict)  # issue -> findings, in order
+    issues: dict[str, tuple[Finding, ...]] = field(default_factory=dict)  # issue -> its findings, in order
 
     @classmethod
     def of(cls, finding: Finding) -> Report:
-        issues = {finding.issue: (finding,)} if finding.issue else {}
+        issues: dict[str, tuple[Finding, ...]] = {finding.issue: (finding,)} if finding.issue else {}
         return cls(1, frozenset({finding.document}), Counter({finding.severity: 1}), issues)
 
     def __add__(self, other: Report) -> Report:
         issues = dict(self.issues)
         for issue, found in other.issues.items():
             issues[issue] = issues.get(issue, ()) + found
-        return Report(self.sections + other.sections, self.documents | other.documents,
-                      self.severities + other.severities, issues)  # fmt: skip
+        documents, severities = self.documents | other.documents, self.severities + other.severities
+        return Report(self.sections + other.sections, documents, severities, issues)
 
 
 def load_documents(path: Path) -> list[Document]:
@@ -95,33 +94,35 @@ def load_documents(path: Path) -> list[Document]:
 
 
 def split(documents: list[Document]) -> list[Section]:
-    """One section per paragraph (paragraphs are separated by blank lines)."""
-    paragraphs = ((doc, " ".join(p.split())) for doc in documents for p in doc.text.split("\n\n"))
-    counter: Counter[str] = Counter()
+    """One section per paragraph; paragraphs are separated by blank lines."""
     sections = []
-    for doc, text in paragraphs:
-        if text:
-            sections.append(Section(doc.name, counter[doc.name], text))
-            counter[doc.name] += 1
+    for doc in documents:
+        paragraphs = [" ".join(p.split()) for p in doc.text.split("\n\n") if p.strip()]
+        sections += [Section(doc.name, i, text) for i, text in enumerate(paragraphs)]
     return sections
 
 
 def judge(section: Section) -> Finding:
-    """What the simulated model concludes: the first rule whose phrase appears, quoted."""
+    """What the simulated model concludes: the first rule whose phrase appears, with a quote."""
     lowered = section.text.lower()
     for severity, issue, phrases in RULES:
         for phrase in phrases:
-            at = lowered.find(phrase)
-            if at >= 0:
-                quote = section.text[max(0, at - 25) : at + len(phrase) + 25].strip()
-                return Finding(section.document, section.index, severity, issue, f'{issue}: "...{quote}..."')
+            if (at := lowered.find(phrase)) >= 0:
+                return Finding(section.document, section.index, severity, issue, quote(section.text, at, len(phrase)))
     return Finding(section.document, section.index, "ok", None, "no issue found")
+
+
+def quote(text: str, at: int, length: int, margin: int = 20) -> str:
+    """The words around ``text[at : at + length]``."""
+    start, end = text.rfind(" ", 0, max(0, at - margin)) + 1, text.find(" ", at + length + margin)
+    end = len(text) if end < 0 else end
+    return f'"{"..." * (start > 0)}{text[start:end]}{"..." * (end < len(text))}"'
 
 
 @ff.agent
 async def review(section: Section, ctx: ff.Context) -> Finding:
     """Review one paragraph as a model call would: take a while, sometimes fail, then answer."""
-    rng = random.Random(f"{section.document}#{section.index}")  # seeded per section: same run every time
+    rng = random.Random(f"{section.document}#{section.index}")  # seeded per section: every run is the same
     await asyncio.sleep(rng.lognormvariate(math.log(MEAN_LATENCY) - SIGMA**2 / 2, SIGMA))
     if ctx.attempt == 1 and rng.random() < FLAKY:
         raise ff.Retry("simulated 503", after=0.05)
@@ -140,23 +141,20 @@ def build_pipeline() -> ff.Pattern:
 
 
 def show(result: ff.Result[Report], console: Console) -> None:
-    report = result.output
+    """Print the report (counts by severity, the most frequent issues), the summary and the speedup."""
+    report, summary = result.output, result.summary
     assert report is not None
-    counts = ", ".join(f"{report.severities[s]} {s if s != 'ok' else 'clean'}" for s in SEVERITIES)
+    counts = ", ".join(f"{report.severities[s]} {'clean' if s == 'ok' else s}" for s in SEVERITIES)
     console.print(f"\n[bold]Reviewed {report.sections} sections of {len(report.documents)} documents[/]: {counts}")
-    table = Table("severity", "issue", "documents", "for example", box=None, header_style="bold")
-    rank = {s: i for i, s in enumerate(SEVERITIES)}
-    top = sorted(report.issues.items(), key=lambda kv: (rank[kv[1][0].severity], -len(kv[1])))
-    for issue, found in top[:6]:
-        docs = sorted({f.document for f in found})
-        table.add_row(found[0].severity, issue, str(len(docs)), f"{found[0].document}: {found[0].note}")
-    console.print(table)
-    summary = result.summary
-    console.print(f"\n[bold]summary[/]: {summary}")
-    console.print(
-        f"[bold]sequential: {summary.busy:.1f} s, fanfold: {summary.wall:.1f} s, "
-        f"speedup {summary.parallelism:.0f}x[/]"
-    )
+    rank = list(SEVERITIES)
+    for found in sorted(report.issues.values(), key=lambda f: (rank.index(f[0].severity), -len(f)))[:5]:
+        first, documents = found[0], {f.document for f in found}
+        console.print(f"  [{SEVERITIES[first.severity]}]{first.severity:<7}[/] {first.issue}: "
+                      f"{len(documents)} documents, e.g. {first.document}")  # fmt: skip
+        console.print(f"          {first.note}", highlight=False)
+    console.print(f"\n[bold]summary[/]: {summary}", soft_wrap=True)
+    console.print(f"[bold]sequential: {summary.busy:.1f} s, fanfold: {summary.wall:.1f} s, "
+                  f"speedup {summary.parallelism:.0f}x[/]")  # fmt: skip
 
 
 def main(path: Path = DOCUMENTS, *, progress: bool = True) -> ff.Result[Report]:

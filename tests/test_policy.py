@@ -34,7 +34,7 @@ def test_max_failure_rate_judges_after_min_finished() -> None:
     inputs = [Action.failing()] + [Action(value=i) for i in range(9)]
     assert len(ff.run_sync(ff.map(act, policy=ff.MaxFailureRate(0.2, min_finished=5)), inputs).output) == 9
     inputs = [Action.failing()] * 3 + [Action(value=i) for i in range(7)]
-    with pytest.raises(ff.RunFailed, match="above the rate 0.2"):
+    with pytest.raises(ff.RunFailed, match=r"above the rate 0\.2"):
         ff.run_sync(ff.map(act, policy=ff.MaxFailureRate(0.2, min_finished=5)), inputs)
 
 
@@ -43,7 +43,8 @@ def test_a_failing_fanout_inside_a_collecting_one_is_one_failed_outcome() -> Non
     result = ff.run_sync(ff.map(inner), [[Action.failing()], [Action(value=1)]])
     assert [o.status for o in result.outcomes] == [ff.Status.FAILED, ff.Status.SUCCEEDED]
     error = result.outcomes[0].error
-    assert error is not None and error.type == "FanoutFailed"
+    assert error is not None
+    assert error.type == "FanoutFailed"
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,8 @@ def test_the_last_exception_passes_through_unchanged_when_attempts_run_out() -> 
     policy = ff.RetryPolicy(retry_on=ScriptedError, attempts=2, **FAST)
     result = ff.run_sync(ff.map(act), [Action.failing("flaky")], retry=policy)
     outcome = result.outcomes[0]
-    assert outcome.status is ff.Status.FAILED and outcome.attempts == 2
+    assert outcome.status is ff.Status.FAILED
+    assert outcome.attempts == 2
     assert isinstance(outcome.exception, ScriptedError)
     assert outcome.error == ff.ErrorInfo("ScriptedError", "flaky (attempt 2)")
 
@@ -62,7 +63,9 @@ def test_retry_signal_carries_its_delay_hint() -> None:
     assert result.output == [5]
     (retrying,) = log.of_type(events.TaskRetrying)
     assert isinstance(retrying, events.TaskRetrying)
-    assert retrying.delay == 0.01 and retrying.attempt == 2 and retrying.error.message == "503"
+    assert retrying.delay == 0.01
+    assert retrying.attempt == 2
+    assert retrying.error.message == "503"
 
 
 def test_an_exception_with_retry_after_is_honoured() -> None:
@@ -103,7 +106,7 @@ def test_waiting_out_a_backoff_holds_no_slot() -> None:
         finished.append(x)
         return x
 
-    ff.run_sync(ff.map(first_backs_off), [0, 1], limits=ff.Limits(concurrency=1))
+    ff.run_sync(ff.map(first_backs_off, window=2), [0, 1], limits=ff.Limits(concurrency=1))
     assert finished == [1, 0]  # input 1 ran while input 0 waited out its backoff
 
 
@@ -136,7 +139,8 @@ def test_task_timeout_gives_timed_out_outcome() -> None:
     result = ff.run_sync(ff.map(act), [Action(hang=True), Action(value=1)], timeouts=ff.Timeouts(task=0.01))
     first = result.outcomes[0]
     assert first.status is ff.Status.TIMED_OUT
-    assert first.error is not None and first.error.message == "task timed out after 0.01s"
+    assert first.error is not None
+    assert first.error.message == "task timed out after 0.01s"
     assert result.outcomes[1].status is ff.Status.SUCCEEDED
 
 

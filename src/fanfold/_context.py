@@ -166,7 +166,7 @@ class Context:
             ctx.state      # branch-local dict: copied from the parent, never shared with siblings
     """
 
-    __slots__ = ("_path", "_state", "attempt", "index", "kind", "label", "parent", "run")
+    __slots__ = ("_path", "_state", "attempt", "index", "kind", "label", "parent", "run", "start")
 
     def __init__(self, run: RunState, parent: Context | None, kind: str, label: object, index: int) -> None:
         self.run = run
@@ -175,6 +175,7 @@ class Context:
         self.label = label
         self.index = index
         self.attempt = 1
+        self.start: float | None = None  # seconds since the run began; for a leaf, when admitted
         self._path: str | None = None
         self._state: dict[str, Any] | None = None
 

@@ -34,6 +34,16 @@ class RunFinished(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class FanoutStarted(Event):
+    """A fan-out began; its inputs' paths are ``{path}/{kind}[i]``. ``total`` is ``None`` for
+    inputs of unknown length; ``top`` is True for the fan-out whose outcomes are the run's."""
+
+    kind: str
+    total: int | None
+    top: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TaskQueued(Event):
     index: int
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from fanfold._context import Context
 from fanfold._errors import FanoutFailed
-from fanfold._events import FINISHED_EVENT
+from fanfold._events import FINISHED_EVENT, FanoutStarted
 from fanfold._outcome import Outcome, Status
 from fanfold._policy import FailurePolicy, Tally, Verdict
 from fanfold._runtime import execute
@@ -56,6 +56,10 @@ class Fanout:
         self.tally = Tally(total=total)
         # Only the run's top fan-out feeds the run's outcome stream.
         self._sink = run.root_sink if primary and ctx.parent is None else None
+        if self._sink is not None:
+            self._sink.fed = True  # even with no inputs, the run's outcomes are this fan-out's
+        if run.bus.active:
+            run.bus.emit(FanoutStarted(run.run_id, ctx.path, run.now(), kind, total, self._sink is not None))
         self._keep = self._sink is None or self._sink.keep
         self._outcomes: list[Outcome[Any] | None] = []
         self._verdict: Verdict | None = None

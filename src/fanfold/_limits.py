@@ -27,8 +27,10 @@ class Limits:
     ``concurrency``: leaf calls running at once across the whole run (``None``: no global cap).
     ``resources``: named resources and how many leaf calls may use each at once; a leaf names the
     resources it uses (``@ff.agent(resources=["db"])``); a name with no limit here is unlimited.
-    ``window``: how many inputs each fan-out keeps in flight (default: twice ``concurrency``, so
-    that inputs waiting out a backoff leave their slots to others; 1024 with no concurrency cap).
+    ``window``: how many inputs each fan-out keeps in flight (default: ``concurrency``, or 1024
+    with no cap). A finished input's worker takes the next input and its slot at once, which
+    keeps the makespan at the ideal; raise it when inputs spend long in backoffs, so that others
+    use the slots they leave free.
     ``threads``: worker threads for sync function agents (default: ``concurrency``, or 64).
 
     >>> ff.Limits(concurrency=50, resources={"db": 5})
@@ -51,9 +53,7 @@ class Limits:
 
     @property
     def fanout_window(self) -> int:
-        if self.window is not None:
-            return self.window
-        return 2 * self.concurrency if self.concurrency is not None else 1024
+        return self.window or self.concurrency or 1024
 
     @property
     def thread_count(self) -> int:

@@ -94,6 +94,7 @@ class Run:
         self._state: RunState | None = None
         self._task: asyncio.Task[Result[Any]] | None = None
         self._cancel_requested = False
+        self._started = False
 
     # -- the handle ------------------------------------------------------------------------
 
@@ -142,7 +143,9 @@ class Run:
     def cancel(self) -> None:
         """Cancel every task of the run; ``result()`` then returns the partial result."""
         self._cancel_requested = True
-        if self._task is not None:
+        # A task cancelled before its first step never enters _main's handlers; _main checks the
+        # flag when it starts instead.
+        if self._task is not None and self._started:
             self._task.cancel()
 
     async def result(self) -> Result[Any]:
@@ -157,7 +160,7 @@ class Run:
         if options.progress:
             from fanfold._progress import ProgressDisplay
 
-            display = ProgressDisplay(total=_size(self._input))
+            display = ProgressDisplay()
             self._bus.subscribe(display)
             self._display: ProgressDisplay | None = display
         else:
@@ -174,6 +177,7 @@ class Run:
         )
 
     async def _main(self) -> Result[Any]:
+        self._started = True
         state = self._state
         assert state is not None
         sink = state.root_sink
@@ -194,8 +198,12 @@ class Run:
 
         status = RunStatus.FAILED
         try:
+            if self._cancel_requested:  # cancelled before it began: begin, so each input gets its outcome
+                asyncio.current_task().cancel()  # type: ignore[union-attr]
             async with asyncio.timeout_at(state.deadline):
                 await execute(self._spec, self._input, root, report)
+                if self._cancel_requested:
+                    await asyncio.sleep(0)  # deliver a cancel that came after the root's last await
         except TimeoutError:
             if not state.deadline_passed():
                 raise
@@ -242,7 +250,7 @@ class Run:
         sink.close()
         state.close()
         if self._display is not None:
-            self._display.stop(summary)
+            self._display.stop()
         return result
 
 
@@ -250,13 +258,6 @@ def _raise_if_failed(result: Result[Any]) -> Result[Any]:
     if result.status is RunStatus.FAILED:
         raise RunFailed(f"run {result.run_id} failed: {result.error}", result) from result.exception
     return result
-
-
-def _size(input: Any) -> int | None:
-    try:
-        return len(input)
-    except TypeError:
-        return None
 
 
 def _options(
@@ -347,8 +348,15 @@ async def run(
 def run_sync(spec: Any, input: Any = None, **options: Any) -> Result[Any]:
     """The sync twin of :func:`run`, for scripts and for notebooks whose loop is already running
     (there the run gets its own loop in a worker thread)."""
-    result: Result[Any] = _sync(lambda: run(spec, input, **options))
-    return result
+    box: list[Result[Any]] = []
+
+    async def main() -> None:
+        # The result goes in a box, not out as the task's value: asyncio.run on Python 3.11
+        # formats its main task's value at shutdown, which for a large result costs seconds.
+        box.append(await run(spec, input, **options))
+
+    _sync(main)
+    return box[0]
 
 
 async def as_completed(spec: Any, input: Any = None, **options: Any) -> AsyncIterator[Outcome[Any]]:

@@ -51,8 +51,10 @@ async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | N
         if not limiter.try_acquire(resources):
             await limiter.acquire(resources)
         began = run.clock()
-        if n == 1 and run.bus.active:
-            run.bus.emit(TaskStarted(run.run_id, ctx.path, began - run.started, ctx.index))
+        if n == 1:
+            ctx.start = began - run.started
+            if run.bus.active:
+                run.bus.emit(TaskStarted(run.run_id, ctx.path, ctx.start, ctx.index))
         try:
             if attempt_timeout is None:
                 return await agent.run(value, ctx)
@@ -114,58 +116,44 @@ async def execute(
     bus = run.bus
     if bus.active:
         bus.emit(TaskQueued(run.run_id, ctx.path, run.now(), ctx.index))
-    start: float | None = None
+    composite = is_composite(agent)
     try:
         if delay:
             await asyncio.sleep(delay)
-        start = run.now()
-        if bus.active and is_composite(agent):
-            bus.emit(TaskStarted(run.run_id, ctx.path, start, ctx.index))
+        if composite:
+            ctx.start = run.now()
+            if bus.active:
+                bus.emit(TaskStarted(run.run_id, ctx.path, ctx.start, ctx.index))
         if timeout is None:
             result = await invoke(agent, value, ctx)
         else:
             result = await _within(timeout, invoke(agent, value, ctx), "task")
-        outcome = Outcome(ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, start, run.now())
+        outcome = Outcome(ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, ctx.start, run.now())
     except asyncio.CancelledError:
         reason = stop_reason()
         if reason is None and run.deadline_passed():
             status, reason = Status.TIMED_OUT, "the run's deadline passed"
         else:
             status, reason = Status.CANCELLED, reason or "cancelled"
+        end = None if ctx.start is None else run.now()
         _finish(
-            run,
-            report,
-            Outcome(
-                ctx.index,
-                status,
-                None,
-                key,
-                ctx.path,
-                ctx.attempt,
-                start,
-                None if start is None else run.now(),
-                reason=reason,
-            ),
+            run, report, Outcome(ctx.index, status, None, key, ctx.path, ctx.attempt, ctx.start, end, reason=reason)
         )
         raise
     except Skip as exc:
-        outcome = _ended(ctx, Status.SKIPPED, exc, key, start, reason=exc.reason)
+        outcome = _ended(ctx, Status.SKIPPED, exc, key, reason=exc.reason)
     except TaskTimeout as exc:
-        outcome = _ended(ctx, Status.TIMED_OUT, exc, key, start)
+        outcome = _ended(ctx, Status.TIMED_OUT, exc, key)
     except Exception as exc:
-        outcome = _ended(ctx, Status.FAILED, exc, key, start)
+        outcome = _ended(ctx, Status.FAILED, exc, key)
     _finish(run, report, outcome)
     return outcome
 
 
 def _ended(
-    ctx: Context,
-    status: Status,
-    exc: BaseException,
-    key: Hashable | None,
-    start: float | None,
-    reason: str | None = None,
+    ctx: Context, status: Status, exc: BaseException, key: Hashable | None, reason: str | None = None
 ) -> Outcome[Any]:
+    end = ctx.run.now()
     return Outcome(
         ctx.index,
         status,
@@ -173,8 +161,8 @@ def _ended(
         key,
         ctx.path,
         ctx.attempt,
-        start,
-        ctx.run.now(),
+        ctx.start,
+        end,
         error=ErrorInfo.of(exc),
         reason=reason,
         exception=exc,

@@ -7,6 +7,7 @@ Each carries ``run_id``, ``path`` (the task's place in the tree, ``""`` for the 
 
 from fanfold._events import (
     Event,
+    FanoutStarted,
     RunFinished,
     RunStarted,
     TaskCancelled,
@@ -22,6 +23,7 @@ from fanfold._events import (
 
 __all__ = [
     "Event",
+    "FanoutStarted",
     "RunFinished",
     "RunStarted",
     "TaskCancelled",
