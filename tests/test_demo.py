@@ -14,7 +14,8 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 @pytest.fixture
 def demo() -> ModuleType:
     spec = importlib.util.spec_from_file_location("review_documents", EXAMPLES / "review_documents.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
