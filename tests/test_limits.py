@@ -75,14 +75,14 @@ def test_a_cancelled_waiter_takes_no_slot() -> None:
 
     async def main() -> None:
         slots = ConcurrencyLimiter(limiter)
-        assert slots.try_acquire(())
-        waiter = asyncio.ensure_future(slots.acquire(()))
+        assert slots.try_acquire(ff.Admission())
+        waiter = asyncio.ensure_future(slots.acquire(ff.Admission()))
         await asyncio.sleep(0)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        slots.release(())
-        assert slots.try_acquire(())  # the cancelled waiter did not keep the freed slot
+        slots.release(ff.Admission())
+        assert slots.try_acquire(ff.Admission())  # the cancelled waiter did not keep the freed slot
 
     asyncio.run(main())
 
@@ -95,9 +95,9 @@ def test_a_custom_limiter_plugs_in_without_touching_the_scheduler() -> None:
             super().__init__(ff.Limits(concurrency=2))
             self.grants = 0
 
-        def release(self, resources: tuple[str, ...]) -> None:
+        def release(self, admission: ff.Admission) -> None:
             self.grants += 1
-            super().release(resources)
+            super().release(admission)
 
     limiter = Counting()
     ff.run_sync(ff.map(lambda x: x), range(10), limiter=limiter)

@@ -4,11 +4,11 @@ import fanfold as ff
 import fanfold.events
 
 PUBLIC = [
-    "Agent", "Channel", "Collect", "Context", "ErrorInfo", "FailFast", "FailurePolicy", "FanfoldError",
+    "Admission", "Agent", "Channel", "Collect", "Context", "ErrorInfo", "FailFast", "FailurePolicy", "FanfoldError",
     "FanoutFailed", "FunctionAgent", "Limiter", "Limits", "MaxFailureRate", "MaxFailures", "Outcome",
     "Pattern", "Quorum", "RaceFailed", "Result", "Retry", "RetryPolicy", "Run", "RunError", "RunFailed",
     "RunStatus", "Signal", "Skip", "Status", "Summary", "Tally", "TaskTimeout", "Timeouts", "UsageError",
-    "Verdict", "VoteFailed", "__version__", "agent", "as_completed", "events", "map", "map_reduce",
+    "Verdict", "VoteFailed", "__version__", "agent", "as_completed", "as_completed_sync", "events", "map", "map_reduce",
     "parallel", "race", "run", "run_sync", "sequence", "start", "vote",
 ]  # fmt: skip
 

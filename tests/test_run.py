@@ -189,3 +189,51 @@ def test_progress_display_counts_top_level_inputs() -> None:
     display.stop()
     assert "3/3" in out.getvalue()
     assert "1 failed" in out.getvalue()
+
+
+def test_a_raising_event_callback_cannot_lose_the_batch() -> None:
+    def broken_callback(event: events.Event) -> None:
+        if isinstance(event, events.TaskSucceeded):
+            raise ValueError("dashboard down")  # noqa: TRY004 - any bug in a callback
+
+    with pytest.raises(ff.RunFailed, match=r"on_event callback .* raised ValueError: dashboard down") as info:
+        ff.run_sync(ff.map(lambda x: x), range(5), on_event=broken_callback)
+    assert info.value.result.outputs == [0, 1, 2, 3, 4]
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_a_failing_input_source_keeps_what_was_read_and_names_the_position() -> None:
+    def rows():  # type: ignore[no-untyped-def]
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    with pytest.raises(ff.RunFailed, match=r"reading input #2 failed: OSError: disk gone") as info:
+        ff.run_sync(ff.map(lambda x: x * 2), rows())
+    assert info.value.result.outputs == [2, 4]
+
+
+def test_as_completed_sync_streams_from_sync_code() -> None:
+    seen = sorted((o.index, o.value) for o in ff.as_completed_sync(ff.map(lambda x: x + 1), range(50), buffer=4))
+    assert seen == [(i, i + 1) for i in range(50)]
+
+
+def test_leaving_as_completed_sync_early_cancels_the_run() -> None:
+    started: list[int] = []
+
+    async def work(x: int) -> int:
+        started.append(x)
+        if x >= 3:
+            await asyncio.Event().wait()
+        return x
+
+    stream = ff.as_completed_sync(ff.map(work), range(1000), limits=ff.Limits(concurrency=5))
+    first = next(stream)
+    stream.close()  # returns only once the run has ended
+    assert first.ok
+    assert len(started) < 1000
+
+
+def test_as_completed_sync_raises_what_the_run_raised() -> None:
+    with pytest.raises(ff.RunFailed):
+        list(ff.as_completed_sync(ff.map(act, policy=ff.FailFast()), [Action.failing()]))

@@ -21,18 +21,20 @@ from fanfold._errors import (
     UsageError,
     VoteFailed,
 )
-from fanfold._limits import Limiter, Limits
+from fanfold._limits import Admission, Limiter, Limits
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
 from fanfold._patterns import Pattern, map, parallel, race, sequence  # noqa: A004 - ff.map is the pattern
 from fanfold._policy import Collect, FailFast, FailurePolicy, MaxFailureRate, MaxFailures, Quorum, Tally, Verdict
 from fanfold._retry import RetryPolicy, Timeouts
-from fanfold._run import Result, Run, RunStatus, as_completed, run, run_sync, start
+from fanfold._run import Result, Run, RunStatus, as_completed, run, start
+from fanfold._sync import as_completed_sync, run_sync
 from fanfold._vote import vote
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Admission",
     "Agent",
     "Channel",
     "Collect",
@@ -71,6 +73,7 @@ __all__ = [
     "__version__",
     "agent",
     "as_completed",
+    "as_completed_sync",
     "events",
     "map",
     "map_reduce",

@@ -107,12 +107,14 @@ class EventBus:
     """Fans each event out to callbacks and iterators. ``active`` is False when nobody listens,
     so the runtime skips building events altogether."""
 
-    __slots__ = ("_callbacks", "_streams", "active")
+    __slots__ = ("_callbacks", "_streams", "active", "broken")
 
     def __init__(self, callbacks: list[Callback] | None = None) -> None:
         self._callbacks: list[Callback] = list(callbacks or [])
         self._streams: list[_Stream] = []
         self.active = bool(self._callbacks)
+        # A callback that raised: it is dropped so the run goes on, and the run reports it at the end.
+        self.broken: tuple[Callback, Exception] | None = None
 
     def subscribe(self, callback: Callback) -> None:
         self._callbacks.append(callback)
@@ -120,9 +122,18 @@ class EventBus:
 
     def emit(self, event: Event) -> None:
         for callback in self._callbacks:
-            callback(event)
+            try:
+                callback(event)
+            except Exception as exc:
+                self._drop(callback, exc)
         for stream in self._streams:
             stream.put(event)
+
+    def _drop(self, callback: Callback, exc: Exception) -> None:
+        self._callbacks = [c for c in self._callbacks if c is not callback]
+        self.active = bool(self._callbacks or self._streams)
+        if self.broken is None:
+            self.broken = (callback, exc)
 
     def stream(self) -> AsyncIterator[Event]:
         stream = _Stream()

@@ -128,8 +128,7 @@ class Fanout:
             try:
                 item = next(source, _END)
             except Exception as exc:
-                self._source_error = (index, exc)
-                self._stop_workers()
+                self._source_error = (index, exc)  # the others finish what they hold, then stop
                 return
             if item is _END:
                 return
@@ -150,8 +149,7 @@ class Fanout:
                 except StopAsyncIteration:
                     return
                 except Exception as exc:
-                    self._source_error = (index, exc)
-                    self._stop_workers()
+                    self._source_error = (index, exc)  # the others finish what they hold, then stop
                     return
                 self._pulled = index + 1
             await self._run_item(index, item)

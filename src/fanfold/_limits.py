@@ -68,20 +68,39 @@ def _positive(where: str, value: object, *, allow_none: bool) -> None:
         raise UsageError(f"{where} got {value!r}; pass {hint}")
 
 
+@dataclass(slots=True)
+class Admission:
+    """One leaf call asking to run.
+
+    ``resources`` names what it uses besides the global limit. ``cost`` is what it is expected
+    to spend (for example ``{"input_tokens": 1200}``), for limiters that meter more than slots;
+    the call fills in ``usage`` with what it did spend before the admission is released.
+    """
+
+    resources: tuple[str, ...] = ()
+    cost: Mapping[str, float] | None = None
+    usage: dict[str, float] | None = None
+
+
 class Limiter(abc.ABC):
-    """Grants leaf calls their slots. ``try_acquire`` is the fast path and must not block."""
+    """Grants leaf calls their admission. ``try_acquire`` is the fast path and must not block.
+
+    Every acquired admission is released exactly once, after the call, with ``usage`` filled in
+    where the call reported it. A rate limiter or a distributed limiter implements these three
+    methods; the scheduler does not change.
+    """
 
     @abc.abstractmethod
-    def try_acquire(self, resources: tuple[str, ...]) -> bool:
-        """Take the slots now if they are free and nobody is waiting ahead; else return False."""
+    def try_acquire(self, admission: Admission) -> bool:
+        """Admit now if there is room and nobody is waiting ahead; else return False."""
 
     @abc.abstractmethod
-    async def acquire(self, resources: tuple[str, ...]) -> None:
-        """Wait for the slots. Cancelling the wait leaves nothing taken."""
+    async def acquire(self, admission: Admission) -> None:
+        """Wait until admitted. Cancelling the wait leaves nothing taken."""
 
     @abc.abstractmethod
-    def release(self, resources: tuple[str, ...]) -> None:
-        """Give back slots taken by ``try_acquire`` or ``acquire``."""
+    def release(self, admission: Admission) -> None:
+        """Give back what ``try_acquire`` or ``acquire`` took."""
 
 
 class ConcurrencyLimiter(Limiter):
@@ -95,7 +114,7 @@ class ConcurrencyLimiter(Limiter):
     def __init__(self, limits: Limits) -> None:
         self._free_total: float = limits.concurrency if limits.concurrency is not None else math.inf
         self._free: dict[str, int] = dict(limits.resources)
-        self._waiters: deque[tuple[tuple[str, ...], asyncio.Future[None]]] = deque()
+        self._waiters: deque[tuple[Admission, asyncio.Future[None]]] = deque()
 
     def _fits(self, resources: tuple[str, ...]) -> bool:
         if self._free_total < 1:
@@ -110,32 +129,33 @@ class ConcurrencyLimiter(Limiter):
             if name in free:
                 free[name] -= 1
 
-    def try_acquire(self, resources: tuple[str, ...]) -> bool:
+    def try_acquire(self, admission: Admission) -> bool:
+        resources = admission.resources
         if self._waiters or not self._fits(resources):
             return False
         self._take(resources)
         return True
 
-    async def acquire(self, resources: tuple[str, ...]) -> None:
-        if self.try_acquire(resources):
+    async def acquire(self, admission: Admission) -> None:
+        if self.try_acquire(admission):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (resources, future)
+        entry = (admission, future)
         self._waiters.append(entry)
         self._wake()
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.release(resources)  # granted and cancelled in the same breath: give it back
+                self.release(admission)  # granted and cancelled in the same breath: give it back
             elif entry in self._waiters:
                 self._waiters.remove(entry)
             raise
 
-    def release(self, resources: tuple[str, ...]) -> None:
+    def release(self, admission: Admission) -> None:
         self._free_total += 1
         free = self._free
-        for name in resources:
+        for name in admission.resources:
             if name in free:
                 free[name] += 1
         if self._waiters:
@@ -143,14 +163,14 @@ class ConcurrencyLimiter(Limiter):
 
     def _wake(self) -> None:
         waiters = self._waiters
-        passed_over: list[tuple[tuple[str, ...], asyncio.Future[None]]] = []
+        passed_over: list[tuple[Admission, asyncio.Future[None]]] = []
         while waiters and self._free_total >= 1:
             entry = waiters.popleft()
-            resources, future = entry
+            admission, future = entry
             if future.done():
                 continue
-            if self._fits(resources):
-                self._take(resources)
+            if self._fits(admission.resources):
+                self._take(admission.resources)
                 future.set_result(None)
             else:
                 passed_over.append(entry)

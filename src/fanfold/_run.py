@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -151,7 +150,7 @@ class Run:
     async def result(self) -> Result[Any]:
         """Wait for the run to end. Raises :class:`RunFailed` when the root failed."""
         assert self._task is not None, "use result() inside 'async with ff.start(...)'"
-        return _raise_if_failed(await asyncio.shield(self._task))
+        return _raise_if_failed(await asyncio.shield(self._task), self._bus)
 
     # -- the run itself --------------------------------------------------------------------
 
@@ -254,9 +253,16 @@ class Run:
         return result
 
 
-def _raise_if_failed(result: Result[Any]) -> Result[Any]:
+def _raise_if_failed(result: Result[Any], bus: EventBus) -> Result[Any]:
     if result.status is RunStatus.FAILED:
         raise RunFailed(f"run {result.run_id} failed: {result.error}", result) from result.exception
+    if bus.broken is not None:
+        callback, exc = bus.broken
+        raise RunFailed(
+            f"run {result.run_id}: the on_event callback {callback!r} raised {type(exc).__name__}: {exc}; "
+            "it was dropped and the run finished without it (error.result has every outcome); fix the callback",
+            result,
+        ) from exc
     return result
 
 
@@ -342,21 +348,7 @@ async def run(
         ),
     )
     handle._prepare()
-    return _raise_if_failed(await handle._main())
-
-
-def run_sync(spec: Any, input: Any = None, **options: Any) -> Result[Any]:
-    """The sync twin of :func:`run`, for scripts and for notebooks whose loop is already running
-    (there the run gets its own loop in a worker thread)."""
-    box: list[Result[Any]] = []
-
-    async def main() -> None:
-        # The result goes in a box, not out as the task's value: asyncio.run on Python 3.11
-        # formats its main task's value at shutdown, which for a large result costs seconds.
-        box.append(await run(spec, input, **options))
-
-    _sync(main)
-    return box[0]
+    return _raise_if_failed(await handle._main(), handle._bus)
 
 
 async def as_completed(spec: Any, input: Any = None, **options: Any) -> AsyncIterator[Outcome[Any]]:
@@ -370,12 +362,3 @@ async def as_completed(spec: Any, input: Any = None, **options: Any) -> AsyncIte
         async for outcome in handle.as_completed():
             yield outcome
         await handle.result()
-
-
-def _sync(make: Callable[[], Any]) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    with ThreadPoolExecutor(1, thread_name_prefix="fanfold-sync") as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()

@@ -14,6 +14,7 @@ from typing import Any
 from fanfold._context import Context, RunState
 from fanfold._errors import Skip, TaskTimeout
 from fanfold._events import FINISHED_EVENT, TaskQueued, TaskRetrying, TaskStarted
+from fanfold._limits import Admission
 from fanfold._outcome import ErrorInfo, Outcome, Status
 from fanfold._retry import SIGNALS_ONLY, RetryPolicy, Timeouts, call_with_retries
 
@@ -48,8 +49,9 @@ async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | N
     async def attempt(n: int) -> Any:
         ctx.attempt = n
         limiter = run.limiter
-        if not limiter.try_acquire(resources):
-            await limiter.acquire(resources)
+        admission = Admission(resources)
+        if not limiter.try_acquire(admission):
+            await limiter.acquire(admission)
         began = run.clock()
         if n == 1:
             ctx.start = began - run.started
@@ -60,7 +62,7 @@ async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | N
                 return await agent.run(value, ctx)
             return await _within(attempt_timeout, agent.run(value, ctx), f"attempt {n}")
         finally:
-            limiter.release(resources)
+            limiter.release(admission)
             run.busy += run.clock() - began
             run.leaf_calls += 1
 
