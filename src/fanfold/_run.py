@@ -63,15 +63,35 @@ class Result(Generic[T]):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Options:
-    limits: Limits
-    retry: RetryPolicy | None
-    timeouts: Timeouts | None
-    deadline: float | None
-    callbacks: list[Callback]
-    progress: bool
-    keep: bool
-    run_id: str | None
-    limiter: Limiter | None
+    """A run's options, checked once. ``run``'s signature documents each of them."""
+
+    limits: Limits | None = None
+    retry: RetryPolicy | None = None
+    timeouts: Timeouts | None = None
+    deadline: float | None = None
+    on_event: Callback | list[Callback] | None = None
+    progress: bool = False
+    keep: bool = True
+    run_id: str | None = None
+    limiter: Limiter | None = None
+
+    def __post_init__(self) -> None:
+        if self.limits is not None and not isinstance(self.limits, Limits):
+            raise UsageError(f"limits={self.limits!r}: pass ff.Limits(concurrency=..., resources={{...}})")
+        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
+            raise UsageError(f"retry={self.retry!r}: pass ff.RetryPolicy(retry_on=...)")
+        if self.timeouts is not None and not isinstance(self.timeouts, Timeouts):
+            raise UsageError(f"timeouts={self.timeouts!r}: pass ff.Timeouts(attempt=..., task=...)")
+        deadline = self.deadline
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0
+        ):
+            raise UsageError(f"deadline={deadline!r}: pass the seconds the whole run may take, > 0")
+
+    @property
+    def callbacks(self) -> list[Callback]:
+        on_event = self.on_event
+        return [] if on_event is None else list(on_event) if isinstance(on_event, list) else [on_event]
 
 
 class Run:
@@ -166,7 +186,7 @@ class Run:
             self._display = None
         self._state = RunState(
             run_id=options.run_id,
-            limits=options.limits,
+            limits=options.limits or Limits(),
             retry=options.retry,
             timeouts=options.timeouts,
             deadline=options.deadline,
@@ -266,47 +286,13 @@ def _raise_if_failed(result: Result[Any], bus: EventBus) -> Result[Any]:
     return result
 
 
-def _options(
-    *,
-    limits: Limits | None = None,
-    retry: RetryPolicy | None = None,
-    timeouts: Timeouts | None = None,
-    deadline: float | None = None,
-    on_event: Callback | list[Callback] | None = None,
-    progress: bool = False,
-    keep: bool = True,
-    run_id: str | None = None,
-    limiter: Limiter | None = None,
-) -> _Options:
-    if limits is not None and not isinstance(limits, Limits):
-        raise UsageError(f"limits={limits!r}: pass ff.Limits(concurrency=..., resources={{...}})")
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise UsageError(f"retry={retry!r}: pass ff.RetryPolicy(retry_on=...)")
-    if timeouts is not None and not isinstance(timeouts, Timeouts):
-        raise UsageError(f"timeouts={timeouts!r}: pass ff.Timeouts(attempt=..., task=...)")
-    if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0):
-        raise UsageError(f"deadline={deadline!r}: pass the seconds the whole run may take, > 0")
-    callbacks: list[Callback] = [] if on_event is None else list(on_event) if isinstance(on_event, list) else [on_event]
-    return _Options(
-        limits=limits or Limits(),
-        retry=retry,
-        timeouts=timeouts,
-        deadline=deadline,
-        callbacks=callbacks,
-        progress=progress,
-        keep=keep,
-        run_id=run_id,
-        limiter=limiter,
-    )
-
-
 def start(spec: Any, input: Any = None, **options: Any) -> Run:
     """Start a run and get its handle; use it as ``async with ff.start(spec, input) as run``.
 
     Takes the same options as :func:`run`. Leaving the block waits for the run (or cancels it,
     if the block raised).
     """
-    return Run(spec, input, _options(**options))
+    return Run(spec, input, _Options(**options))
 
 
 async def run(
@@ -332,21 +318,18 @@ async def run(
     outcomes in memory (for streaming with ``as_completed``). Raises :class:`RunFailed` when the
     root task fails; ``error.result`` keeps what finished.
     """
-    handle = Run(
-        spec,
-        input,
-        _options(
-            limits=limits,
-            retry=retry,
-            timeouts=timeouts,
-            deadline=deadline,
-            on_event=on_event,
-            progress=progress,
-            keep=keep,
-            run_id=run_id,
-            limiter=limiter,
-        ),
+    options = _Options(
+        limits=limits,
+        retry=retry,
+        timeouts=timeouts,
+        deadline=deadline,
+        on_event=on_event,
+        progress=progress,
+        keep=keep,
+        run_id=run_id,
+        limiter=limiter,
     )
+    handle = Run(spec, input, options)
     handle._prepare()
     return _raise_if_failed(await handle._main(), handle._bus)
 
