@@ -1,6 +1,7 @@
 """Property-based tests for the invariants in DESIGN.md."""
 
 import asyncio
+import os
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
@@ -9,7 +10,11 @@ from hypothesis import strategies as st
 import fanfold as ff
 from fanfold.testing import Action, ConcurrencyProbe, EventLog, act
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("FANFOLD_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 action = st.one_of(
     st.builds(Action, value=st.integers(0, 9), yields=st.integers(0, 3)),
@@ -27,15 +32,22 @@ policies = st.sampled_from([ff.Collect(), ff.FailFast(), ff.MaxFailures(1), ff.Q
     window=st.integers(1, 6),
     concurrency=st.integers(1, 4),
     retry=st.booleans(),
+    deadline=st.one_of(st.none(), st.floats(0.001, 0.01)),
 )
 def test_every_input_ends_in_exactly_one_outcome_in_input_order(
-    actions: list[Action], policy: ff.FailurePolicy, window: int, concurrency: int, retry: bool
+    actions: list[Action],
+    policy: ff.FailurePolicy,
+    window: int,
+    concurrency: int,
+    retry: bool,
+    deadline: float | None,
 ) -> None:
     log = EventLog()
     options: dict[str, object] = {
         "limits": ff.Limits(concurrency=concurrency),
         "timeouts": ff.Timeouts(task=0.003),
         "on_event": log,
+        "deadline": deadline,
     }
     if retry:
         options["retry"] = ff.RetryPolicy(retry_on=RuntimeError, attempts=2, initial=0, max_delay=0)
@@ -133,3 +145,25 @@ def test_map_preserves_input_order_for_any_completion_order(values: list[int], w
         return x
 
     assert ff.run_sync(ff.map(jittery, window=window), values).output == values
+
+
+@SETTINGS
+@given(
+    answers=st.lists(st.sampled_from("abc"), min_size=1, max_size=9),
+    delays=st.lists(st.integers(0, 4), min_size=9, max_size=9),
+)
+def test_stopping_a_vote_early_never_changes_its_decision(answers: list[str], delays: list[int]) -> None:
+    async def sample(_: object, ctx: ff.Context) -> str:
+        for _ in range(delays[ctx.index]):  # samples finish in a random order
+            await asyncio.sleep(0)
+        return answers[ctx.index]
+
+    early = ff.run_sync(ff.vote(sample, n=len(answers)), None).output
+    full = ff.run_sync(ff.vote(sample, n=len(answers), early_stop=False), None).output
+    assert early == full == majority(answers)
+
+
+def majority(answers: list[str]) -> str:
+    counts = Counter(answers)
+    best = max(counts.values())
+    return next(a for a in answers if counts[a] == best)  # ties: first in sample order

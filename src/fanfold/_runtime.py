@@ -132,11 +132,10 @@ async def execute(
             result = await _within(timeout, invoke(agent, value, ctx), "task")
         outcome = Outcome(ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, ctx.start, run.now())
     except asyncio.CancelledError:
-        reason = stop_reason()
-        if reason is None and run.deadline_passed():
+        if run.deadline_passed():
             status, reason = Status.TIMED_OUT, "the run's deadline passed"
         else:
-            status, reason = Status.CANCELLED, reason or "cancelled"
+            status, reason = Status.CANCELLED, stop_reason() or "cancelled"
         end = None if ctx.start is None else run.now()
         _finish(
             run, report, Outcome(ctx.index, status, None, key, ctx.path, ctx.attempt, ctx.start, end, reason=reason)
