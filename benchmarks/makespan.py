@@ -32,9 +32,8 @@ async def sleep_for(seconds: float) -> float:
     return seconds
 
 
-async def fanfold_map(durations: list[float], window: int | None = None) -> None:
-    limits = ff.Limits(concurrency=CONCURRENCY, window=window)
-    result = await ff.run(ff.map(sleep_for), durations, limits=limits)
+async def fanfold_map(durations: list[float]) -> None:
+    result = await ff.run(ff.map(sleep_for), durations, limits=ff.Limits(concurrency=CONCURRENCY))
     assert result.summary.succeeded == len(durations), result.summary
 
 
@@ -55,9 +54,7 @@ def fixed_latency() -> None:
     title(f"makespan: {N:,} tasks of {LATENCY * 1e3:.0f} ms at concurrency {CONCURRENCY} (ideal {ideal:.3f}s)")
     fanfold = best_of(REPEATS, lambda: fanfold_map(durations))
     floor = best_of(REPEATS, lambda: gated_gather(sleep_for, durations, CONCURRENCY))
-    narrow = best_of(REPEATS, lambda: fanfold_map(durations, window=CONCURRENCY))
-    info(f"fanfold {fanfold:.3f}s (Limits(concurrency={CONCURRENCY}), default window)")
-    info(f"diagnostic: fanfold with window={CONCURRENCY} {narrow:.3f}s ({narrow / ideal:.3f}x ideal)")
+    info(f"fanfold {fanfold:.3f}s (Limits(concurrency={CONCURRENCY}))")
     info(f"baseline: semaphore gather {floor:.3f}s ({floor / ideal:.3f}x ideal)")
     check("fanfold / ideal", fanfold / ideal, 1.03)
 

@@ -237,3 +237,15 @@ def test_leaving_as_completed_sync_early_cancels_the_run() -> None:
 def test_as_completed_sync_raises_what_the_run_raised() -> None:
     with pytest.raises(ff.RunFailed):
         list(ff.as_completed_sync(ff.map(act, policy=ff.FailFast()), [Action.failing()]))
+
+
+def test_a_handle_used_outside_its_block_says_how_to_use_it() -> None:
+    handle = ff.start(ff.map(str), ["a"])
+    with pytest.raises(ff.UsageError, match=r"async with ff.start\(spec, input\) as run"):
+        handle.as_completed()
+
+
+def test_a_results_repr_stays_short_however_many_outcomes() -> None:
+    result = ff.run_sync(ff.map(lambda x: x), range(1000))
+    assert "outcomes=<1000>" in repr(result)
+    assert len(repr(result)) < 300

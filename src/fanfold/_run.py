@@ -60,6 +60,12 @@ class Result(Generic[T]):
         """Outcomes that failed or timed out."""
         return [o for o in self.outcomes if o.status in (Status.FAILED, Status.TIMED_OUT)]
 
+    def __repr__(self) -> str:  # a result may hold a million outcomes: show their count, not them
+        return (
+            f"Result(run_id={self.run_id!r}, status={self.status.value!r}, "
+            f"outcomes=<{len(self.outcomes)}>, summary={self.summary})"
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Options:
@@ -141,8 +147,7 @@ class Run:
 
     @property
     def run_id(self) -> str:
-        assert self._state is not None, "the run has not started; use it inside 'async with ff.start(...)'"
-        return self._state.run_id
+        return self._started_state().run_id
 
     @property
     def done(self) -> bool:
@@ -156,8 +161,7 @@ class Run:
     def as_completed(self) -> AsyncIterator[Outcome[Any]]:
         """Outcomes of the top fan-out as they finish (completion order, each with its
         ``index``). While the consumer lags, the run stops reading new inputs."""
-        assert self._state is not None
-        return self._state.root_sink.stream()
+        return self._started_state().root_sink.stream()
 
     def cancel(self) -> None:
         """Cancel every task of the run; ``result()`` then returns the partial result."""
@@ -169,8 +173,14 @@ class Run:
 
     async def result(self) -> Result[Any]:
         """Wait for the run to end. Raises :class:`RunFailed` when the root failed."""
-        assert self._task is not None, "use result() inside 'async with ff.start(...)'"
+        self._started_state()
+        assert self._task is not None
         return _raise_if_failed(await asyncio.shield(self._task), self._bus)
+
+    def _started_state(self) -> RunState:
+        if self._state is None:
+            raise UsageError("this run has not started; use it as 'async with ff.start(spec, input) as run:'")
+        return self._state
 
     # -- the run itself --------------------------------------------------------------------
 
