@@ -3,7 +3,7 @@ import asyncio
 import pytest
 
 import fanfold as ff
-from fanfold.testing import Action, EventLog, act
+from fanfold.testing import Action, EventLog, VirtualClock, act
 
 
 async def square(x: int) -> int:
@@ -113,7 +113,7 @@ def test_race_fails_when_every_racer_fails() -> None:
     assert isinstance(info.value.__cause__, ff.RaceFailed)
 
 
-def test_hedged_race_never_starts_the_backup_when_the_first_is_quick() -> None:
+def test_hedged_race_never_starts_the_backup_when_the_first_is_quick(clock: VirtualClock) -> None:
     calls: list[str] = []
 
     async def primary(x: int) -> str:
@@ -131,6 +131,20 @@ def test_hedged_race_never_starts_the_backup_when_the_first_is_quick() -> None:
     assert backup_outcome.status in (ff.Status.SKIPPED, ff.Status.CANCELLED)
     assert backup_outcome.start is None
     assert backup_outcome.reason == "race won by primary"
+
+
+def test_hedged_race_starts_the_backup_when_the_first_is_slow(clock: VirtualClock) -> None:
+    async def stuck(x: int) -> str:
+        await asyncio.sleep(10)
+        return "stuck"
+
+    async def backup(x: int) -> str:
+        return "backup"
+
+    result = ff.run_sync(ff.race(stuck, backup, stagger=1.5), 1)
+    assert result.output == "backup"
+    assert clock.now == pytest.approx(1.5)  # the backup started after the stagger, and won at once
+    assert result.outcomes[0].status is ff.Status.CANCELLED
 
 
 def test_vote_majority_with_early_stop() -> None:

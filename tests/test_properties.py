@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fanfold as ff
-from fanfold.testing import Action, ConcurrencyProbe, EventLog, act
+from fanfold.testing import Action, ConcurrencyProbe, EventLog, VirtualClock, act
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("FANFOLD_EXAMPLES", "60")),
@@ -50,9 +50,10 @@ def test_every_input_ends_in_exactly_one_outcome_in_input_order(
         "deadline": deadline,
     }
     if retry:
-        options["retry"] = ff.RetryPolicy(retry_on=RuntimeError, attempts=2, initial=0, max_delay=0)
+        options["retry"] = ff.RetryPolicy(retry_on=RuntimeError, attempts=2, initial=0.001, max_delay=0.002)
     try:
-        result = ff.run_sync(ff.map(act, policy=policy, window=window), actions, **options)
+        with VirtualClock():  # timeouts, backoffs and the deadline race in a deterministic order
+            result = ff.run_sync(ff.map(act, policy=policy, window=window), actions, **options)
     except ff.RunFailed as failed:
         result = failed.result
     outcomes = result.outcomes

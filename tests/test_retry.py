@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 import fanfold as ff
 from fanfold import events
-from fanfold.testing import Action, EventLog, ScriptedError, act
+from fanfold.testing import Action, EventLog, ScriptedError, VirtualClock, act
 
 FAST = {"initial": 0.001, "max_delay": 0.002}
 
@@ -52,7 +52,7 @@ def test_a_predicate_chooses_what_to_retry() -> None:
     assert [o.attempts for o in result.outcomes] == [3, 1]
 
 
-def test_retry_signal_carries_its_delay_hint() -> None:
+def test_retry_signal_carries_its_delay_hint(clock: VirtualClock) -> None:
     async def busy(x: int, ctx: ff.Context) -> int:
         if ctx.attempt == 1:
             raise ff.Retry("503", after=0.01)
@@ -68,7 +68,7 @@ def test_retry_signal_carries_its_delay_hint() -> None:
     assert retrying.error.message == "503"
 
 
-def test_an_exception_with_retry_after_is_honoured() -> None:
+def test_an_exception_with_retry_after_is_honoured(clock: VirtualClock) -> None:
     class RateLimited(Exception):
         retry_after = 0.02
 
@@ -81,6 +81,7 @@ def test_an_exception_with_retry_after_is_honoured() -> None:
     ff.run_sync(ff.map(limited), [1], retry=ff.RetryPolicy(retry_on=RateLimited), on_event=log)
     delays = [e.delay for e in log.of_type(events.TaskRetrying)]  # type: ignore[attr-defined]
     assert delays == [0.02]
+    assert clock.now == pytest.approx(0.02)  # waited exactly as long as the provider asked
 
 
 @settings(max_examples=25, deadline=None)
@@ -97,7 +98,7 @@ def test_backoff_is_full_jitter_within_the_exponential_ceiling(initial: float, m
         assert 0 <= event.delay <= ceiling + 1e-12
 
 
-def test_waiting_out_a_backoff_holds_no_slot() -> None:
+def test_waiting_out_a_backoff_holds_no_slot(clock: VirtualClock) -> None:
     finished: list[int] = []
 
     async def first_backs_off(x: int, ctx: ff.Context) -> int:
@@ -108,6 +109,7 @@ def test_waiting_out_a_backoff_holds_no_slot() -> None:
 
     ff.run_sync(ff.map(first_backs_off, window=2), [0, 1], limits=ff.Limits(concurrency=1))
     assert finished == [1, 0]  # input 1 ran while input 0 waited out its backoff
+    assert clock.now == pytest.approx(0.05)
 
 
 def test_total_time_bound_stops_retries() -> None:
@@ -119,7 +121,7 @@ def test_total_time_bound_stops_retries() -> None:
     assert result.outcomes[0].attempts == 1  # the first wait would pass the bound: no retry at all
 
 
-def test_attempt_timeout_times_out_one_attempt_and_retry_recovers() -> None:
+def test_attempt_timeout_times_out_one_attempt_and_retry_recovers(clock: VirtualClock) -> None:
     async def slow_first(x: int, ctx: ff.Context) -> int:
         if ctx.attempt == 1:
             await asyncio.Event().wait()
@@ -135,7 +137,7 @@ def test_attempt_timeout_times_out_one_attempt_and_retry_recovers() -> None:
     assert result.outcomes[0].attempts == 2
 
 
-def test_task_timeout_gives_timed_out_outcome() -> None:
+def test_task_timeout_gives_timed_out_outcome(clock: VirtualClock) -> None:
     result = ff.run_sync(ff.map(act), [Action(hang=True), Action(value=1)], timeouts=ff.Timeouts(task=0.01))
     first = result.outcomes[0]
     assert first.status is ff.Status.TIMED_OUT
@@ -144,7 +146,7 @@ def test_task_timeout_gives_timed_out_outcome() -> None:
     assert result.outcomes[1].status is ff.Status.SUCCEEDED
 
 
-def test_per_input_timeout_on_a_pattern_bounds_composite_children() -> None:
+def test_per_input_timeout_on_a_pattern_bounds_composite_children(clock: VirtualClock) -> None:
     spec = ff.map(ff.map(act), timeout=0.01)
     result = ff.run_sync(spec, [[Action(hang=True)], [Action(value=2)]])
     assert [o.status for o in result.outcomes] == [ff.Status.TIMED_OUT, ff.Status.SUCCEEDED]

@@ -7,7 +7,7 @@ from rich.console import Console
 import fanfold as ff
 from fanfold import events
 from fanfold._progress import ProgressDisplay
-from fanfold.testing import Action, EventLog, act
+from fanfold.testing import Action, EventLog, VirtualClock, act
 
 
 async def hang_odd(x: int) -> int:
@@ -16,8 +16,8 @@ async def hang_odd(x: int) -> int:
     return x
 
 
-def test_deadline_returns_partial_results_with_every_item_marked() -> None:
-    result = ff.run_sync(ff.map(hang_odd), range(6), deadline=0.05)
+def test_deadline_returns_partial_results_with_every_item_marked(clock: VirtualClock) -> None:
+    result = ff.run_sync(ff.map(hang_odd), range(6), deadline=60)
     assert result.status is ff.RunStatus.PARTIAL
     assert not result.complete
     assert result.outputs == [0, 2, 4]
@@ -27,22 +27,22 @@ def test_deadline_returns_partial_results_with_every_item_marked() -> None:
     assert result.summary.total == 6
 
 
-def test_deadline_marks_inputs_never_started_as_skipped() -> None:
+def test_deadline_marks_inputs_never_started_as_skipped(clock: VirtualClock) -> None:
     async def forever(x: int) -> int:
         await asyncio.Event().wait()
         return x
 
-    result = ff.run_sync(ff.map(forever, window=2), range(5), deadline=0.02)
+    result = ff.run_sync(ff.map(forever, window=2), range(5), deadline=60)
     statuses = [o.status for o in result.outcomes]
     assert statuses[:2] == [ff.Status.TIMED_OUT] * 2
     assert statuses[2:] == [ff.Status.SKIPPED] * 3
     assert sum(result.summary.counts.values()) == 5
 
 
-def test_nested_fanouts_under_a_deadline_report_every_level() -> None:
+def test_nested_fanouts_under_a_deadline_report_every_level(clock: VirtualClock) -> None:
     log = EventLog()
     spec = ff.map(ff.map(hang_odd))
-    result = ff.run_sync(spec, [[0, 1], [2, 4]], deadline=0.05, on_event=log)
+    result = ff.run_sync(spec, [[0, 1], [2, 4]], deadline=60, on_event=log)
     assert [o.status for o in result.outcomes] == [ff.Status.TIMED_OUT, ff.Status.SUCCEEDED]
     inner = {e.path: e.outcome.status for e in log.finished() if e.path.count("/") == 1}
     assert inner == {

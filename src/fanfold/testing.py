@@ -6,11 +6,14 @@
 - :class:`Action` and :func:`act`: an agent whose input says what it should do (return a value,
   fail, hang until cancelled, yield to the loop a few times, fail its first attempts), so a
   test can script any mix of successes, failures, timeouts and cancellations.
+- :class:`VirtualClock`: a fake clock under which sleeps, backoffs, timeouts and deadlines take
+  no real time and happen in a deterministic order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import selectors
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -134,3 +137,63 @@ async def act(action: Action, ctx: Context) -> Any:
 def actions(values: Iterable[Any]) -> list[Action]:
     """Plain values as actions that return them."""
     return [Action(value=v) for v in values]
+
+
+class _JumpingSelector(selectors.DefaultSelector):
+    """Polls for real I/O without waiting; when there is none, jumps the clock to the next timer."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = super().select(0)
+        if ready or (timeout is not None and timeout <= 0):
+            return ready
+        if timeout is None:  # no timer at all: wait for real I/O (a worker thread finishing, say)
+            return super().select(None)
+        self._clock.now += timeout
+        return []
+
+
+class _VirtualTimeLoop(asyncio.SelectorEventLoop):
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__(_JumpingSelector(clock))
+        self._clock = clock
+
+    def time(self) -> float:
+        return self._clock.now
+
+
+class VirtualClock:
+    """A fake clock for tests: time stands still while anything is ready to run, and jumps to
+    the next timer the moment the event loop would wait. Sleeps, backoffs, timeouts and deadlines
+    then take no real time and happen in a deterministic order, however loaded the machine.
+
+    Every event loop created inside the block (``ff.run_sync``, ``asyncio.run``) uses it::
+
+        with VirtualClock() as clock:
+            result = ff.run_sync(ff.map(slow), items, deadline=60)   # returns at once
+        assert clock.now >= 60
+
+    Sync agents run in real threads, so do not combine them with timers under a virtual clock:
+    the clock may jump past a timeout while a thread is still working.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._previous: asyncio.AbstractEventLoopPolicy | None = None
+
+    def __enter__(self) -> VirtualClock:
+        clock = self
+
+        class Policy(asyncio.DefaultEventLoopPolicy):
+            def new_event_loop(self) -> asyncio.AbstractEventLoop:
+                return _VirtualTimeLoop(clock)
+
+        self._previous = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(Policy())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.set_event_loop_policy(self._previous)
