@@ -119,6 +119,8 @@ class ConcurrencyLimiter(Limiter):
     def _fits(self, resources: tuple[str, ...]) -> bool:
         if self._free_total < 1:
             return False
+        if not resources:
+            return True
         free = self._free
         return all(free.get(name, 1) > 0 for name in resources)
 

@@ -42,34 +42,13 @@ async def run_leaf(agent: Any, value: Any, ctx: Context) -> Any:
 
 async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | None) -> Any:
     run = ctx.run
-    policy: RetryPolicy = getattr(agent, "retry", None) or run.retry or SIGNALS_ONLY
     resources: tuple[str, ...] = getattr(agent, "resources", ())
     attempt_timeout = timeouts.attempt if timeouts is not None else None
-
-    async def attempt(n: int) -> Any:
-        ctx.attempt = n
-        limiter = run.limiter
-        admission = Admission(resources)
-        if not limiter.try_acquire(admission):
-            await limiter.acquire(admission)
-        began = run.clock()
-        if n == 1:
-            ctx.start = began - run.started
-            if run.bus.active:
-                run.bus.emit(TaskStarted(run.run_id, ctx.path, ctx.start, ctx.index))
-        try:
-            if attempt_timeout is None:
-                return await agent.run(value, ctx)
-            return await _within(attempt_timeout, agent.run(value, ctx), f"attempt {n}")
-        finally:
-            limiter.release(admission)
-            run.busy += run.clock() - began
-            run.leaf_calls += 1
-
     # The first attempt runs outside tenacity: most calls succeed, and they should cost nothing extra.
     try:
-        return await attempt(1)
+        return await _attempt(agent, value, ctx, resources, attempt_timeout, 1)
     except Exception as first:
+        policy: RetryPolicy = getattr(agent, "retry", None) or run.retry or SIGNALS_ONLY
         if policy.attempts == 1 or not policy.should_retry(first):
             raise
         failed_first = first
@@ -77,7 +56,7 @@ async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | N
     async def replay(n: int) -> Any:
         if n == 1:
             raise failed_first
-        return await attempt(n)
+        return await _attempt(agent, value, ctx, resources, attempt_timeout, n)
 
     def on_retry(n: int, delay: float, exc: BaseException) -> None:
         run.retries += 1
@@ -85,6 +64,31 @@ async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | N
             run.bus.emit(TaskRetrying(run.run_id, ctx.path, run.now(), n + 1, delay, ErrorInfo.of(exc)))
 
     return await call_with_retries(replay, policy, on_retry)
+
+
+async def _attempt(
+    agent: Any, value: Any, ctx: Context, resources: tuple[str, ...], attempt_timeout: float | None, n: int
+) -> Any:
+    """One attempt: admitted by the limiter, holding its admission only while the agent runs."""
+    run = ctx.run
+    ctx.attempt = n
+    limiter = run.limiter
+    admission = Admission(resources)
+    if not limiter.try_acquire(admission):
+        await limiter.acquire(admission)
+    began = run.clock()
+    if n == 1:
+        ctx.start = began - run.started
+        if run.bus.active:
+            run.bus.emit(TaskStarted(run.run_id, ctx.path, ctx.start, ctx.index))
+    try:
+        if attempt_timeout is None:
+            return await agent.run(value, ctx)
+        return await _within(attempt_timeout, agent.run(value, ctx), f"attempt {n}")
+    finally:
+        limiter.release(admission)
+        run.busy += run.clock() - began
+        run.leaf_calls += 1
 
 
 async def _within(seconds: float, coro: Coroutine[Any, Any, Any], what: str) -> Any:
@@ -127,7 +131,7 @@ async def execute(
             if bus.active:
                 bus.emit(TaskStarted(run.run_id, ctx.path, ctx.start, ctx.index))
         if timeout is None:
-            result = await invoke(agent, value, ctx)
+            result = await (agent.run(value, ctx) if composite else run_leaf(agent, value, ctx))
         else:
             result = await _within(timeout, invoke(agent, value, ctx), "task")
         outcome = Outcome(ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, ctx.start, run.now())
