@@ -122,3 +122,15 @@ def test_context_reports_time_left_before_the_deadline() -> None:
     remaining = ff.run_sync(left, None, deadline=30).output
     assert remaining is not None
     assert 0 < remaining <= 30
+
+
+def test_channels_merge_safely_from_sync_agents_in_threads() -> None:
+    total = ff.Channel("total", merge=lambda a, b: a + b, initial=0)
+
+    def count(x: int, ctx: ff.Context) -> int:
+        for _ in range(200):
+            ctx.publish(total, 1)
+        return x
+
+    result = ff.run_sync(ff.map(count), range(20), limits=ff.Limits(concurrency=8))
+    assert result.channels == {"total": 4000}

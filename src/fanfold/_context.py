@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 import time
 import uuid
 from collections import deque
@@ -130,6 +131,7 @@ class RunState:
         self.tasks = 0
         self.leaf_calls = 0
         self.channels: dict[str, Any] = {}
+        self.channel_lock = threading.Lock()  # sync agents publish from worker threads
         self.root_sink = OutcomeSink(keep=keep, stream_size=2 * self.window)
         self._executor: ThreadPoolExecutor | None = None
 
@@ -209,8 +211,9 @@ class Context:
     def publish(self, channel: Channel[T], value: T) -> None:
         """Merge ``value`` into the run's shared ``channel``."""
         channels = self.run.channels
-        current = channels.get(channel.name, channel.initial)
-        channels[channel.name] = channel.merge(current, value)
+        with self.run.channel_lock:
+            current = channels.get(channel.name, channel.initial)
+            channels[channel.name] = channel.merge(current, value)
 
     def read(self, channel: Channel[T]) -> T:
         """The channel's merged value so far."""
