@@ -14,6 +14,7 @@ from fanfold.testing import ConcurrencyProbe
         ({"resources": {"db": 0}}, r"Limits\(resources=\{'db': ...\}\) got 0"),
         ({"resources": {"": 1}}, "non-empty strings"),
         ({"window": -1}, r"Limits\(window=...\)"),
+        ({"resources": ["db"]}, "pass a dict of name -> limit"),
     ],
 )
 def test_bad_limits_name_the_value_and_the_fix(kwargs: dict[str, object], match: str) -> None:

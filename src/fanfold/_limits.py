@@ -46,6 +46,8 @@ class Limits:
         _positive("Limits(concurrency=...)", self.concurrency, allow_none=True)
         _positive("Limits(window=...)", self.window, allow_none=True)
         _positive("Limits(threads=...)", self.threads, allow_none=True)
+        if not isinstance(self.resources, Mapping):
+            raise UsageError(f"Limits(resources={self.resources!r}): pass a dict of name -> limit, e.g. {{'db': 5}}")
         for name, limit in self.resources.items():
             if not isinstance(name, str) or not name:
                 raise UsageError(f"Limits(resources=...) has the key {name!r}; resource names are non-empty strings")
