@@ -75,3 +75,27 @@ def test_a_custom_policy_is_a_small_class() -> None:
     result = ff.run_sync(ff.map(item, policy=StopAfterTwo(), window=1), range(5))
     assert result.output == [0, 1]
     assert [o.reason for o in result.outcomes[2:]] == ["enough"] * 3
+
+
+def test_a_source_that_breaks_while_the_rest_is_skipped_is_still_reported() -> None:
+    class Rows:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def __iter__(self) -> "Rows":
+            return self
+
+        def __next__(self) -> Action:
+            self.n += 1
+            if self.n == 1:
+                return Action.failing()
+            if self.n == 3:
+                raise OSError("truncated file")
+            return Action(value=self.n)
+
+    with pytest.raises(ff.RunFailed) as info:
+        ff.run_sync(ff.map(act, policy=ff.FailFast(), window=1), Rows())
+    cause = info.value.__cause__
+    assert isinstance(cause, ff.FanoutFailed)
+    assert "reading input #2 failed: OSError: truncated file" in str(cause)
+    assert [o.status for o in info.value.result.outcomes] == [ff.Status.FAILED, ff.Status.SKIPPED]

@@ -95,12 +95,14 @@ class Fanout:
             await self._drain("cancelled" if not self.ctx.run.deadline_passed() else "the run's deadline passed")
             raise
         if self._source_error is not None:
+            await self._drain(f"reading input #{self._source_error[0]} failed")
+        else:
+            await self._drain(self._verdict.reason if self._verdict else "stopped")
+        if self._source_error is not None:
             index, exc = self._source_error
-            await self._drain("reading the input failed")
             raise FanoutFailed(
                 f"{self.kind}: reading input #{index} failed: {type(exc).__name__}: {exc}", self.outcomes
             ) from exc
-        await self._drain(self._verdict.reason if self._verdict else "stopped")
         verdict = self._verdict or self.policy.check(self.tally, final=True)
         if verdict is not None and not verdict.ok:
             raise self._failure(verdict)
@@ -218,14 +220,19 @@ class Fanout:
                 else:
                     assert self._aiter is not None
                     item = await anext(self._aiter, _END)
-            except Exception:
-                return  # a broken source ends the drain; what it never yielded has no outcome
+            except Exception as exc:
+                if self._source_error is None:  # reported by run(), unless a cancellation is under way
+                    self._source_error = (self._pulled, exc)
+                return
             if item is _END:
                 return
             index = self._pulled
             self._pulled += 1
             ctx = self.ctx.child(self.kind, index, self.labels[index] if self.labels is not None else None)
-            key = self.key(item[1]) if self.key is not None else None
+            try:
+                key = self.key(item[1]) if self.key is not None else None
+            except Exception:
+                key = None  # the input is skipped either way; its key function's failure does not matter
             outcome: Outcome[Any] = Outcome(index, Status.SKIPPED, None, key, ctx.path, 0, reason=reason)
             if self._keep:
                 self._outcomes.append(None)
@@ -235,7 +242,10 @@ class Fanout:
 
 
 class _KeyFailed:
-    """Stands in for the agent when the ``key`` function fails on an input: the input fails."""
+    """Stands in for the agent when the ``key`` function fails on an input: the input fails,
+    without being admitted or retried (``composite`` keeps it away from the leaf boundary)."""
+
+    composite = True
 
     def __init__(self, exc: Exception) -> None:
         self.exc = exc
