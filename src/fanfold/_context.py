@@ -34,8 +34,11 @@ class Channel(Generic[T]):
     """Shared state with a merge rule, the one sanctioned way for branches to share data.
 
     >>> seen = ff.Channel("seen", merge=lambda total, n: total + n, initial=0)
-    >>> ctx.publish(seen, 3)          # inside any task of the run
-    >>> result.channels["seen"]       # after the run
+    >>> def count(x, ctx):
+    ...     ctx.publish(seen, x)      # from any task of the run
+    ...     return x
+    >>> ff.run_sync(ff.map(count), [1, 2, 3]).channels
+    {'seen': 6}
     """
 
     name: str

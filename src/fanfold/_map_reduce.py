@@ -65,7 +65,8 @@ def map_reduce(
     one reduction is left. ``policy`` governs the map step (default: collect failures, reduce
     what succeeded).
 
-    >>> ff.map_reduce(split=str.split, map=len, reduce=sum)   # total length of the words
+    >>> ff.run_sync(ff.map_reduce(split=str.split, map=len, reduce=sum), "to be or not").output
+    9
     """
     if isinstance(fan_in, bool) or not isinstance(fan_in, int) or fan_in < 2:
         raise UsageError(f"map_reduce(fan_in={fan_in!r}): pass how many results one reducer takes, a whole number >= 2")

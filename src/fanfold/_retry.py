@@ -27,7 +27,7 @@ class RetryPolicy:
     ``timeout`` bounds the total time across attempts: no retry starts whose wait would pass it.
     Waiting out a backoff holds no concurrency slot. The last exception passes through unchanged.
 
-    >>> ff.RetryPolicy(retry_on=(TimeoutError, ConnectionError), attempts=5, timeout=60)
+    >>> policy = ff.RetryPolicy(retry_on=(TimeoutError, ConnectionError), attempts=5, timeout=60)
     """
 
     retry_on: RetryOn

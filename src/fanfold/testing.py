@@ -31,8 +31,9 @@ class EventLog:
     """Collects events; pass it as ``on_event``.
 
     >>> log = EventLog()
-    >>> ff.run_sync(spec, inputs, on_event=log)
-    >>> log.statuses()   # Counter of terminal statuses over every task in the tree
+    >>> _ = ff.run_sync(ff.map(str.upper), ["a"], on_event=log)
+    >>> log.statuses()[ff.Status.SUCCEEDED]   # over every task in the tree: the input and the map
+    2
     """
 
     def __init__(self) -> None:
