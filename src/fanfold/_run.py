@@ -347,8 +347,8 @@ async def run(
 async def as_completed(spec: Any, input: Any = None, **options: Any) -> AsyncIterator[Outcome[Any]]:
     """Yield the top fan-out's outcomes as they finish, each with its ``index``, keeping none::
 
-        async for outcome in ff.as_completed(ff.map(grade), essays):
-            print(outcome.index, outcome.status, outcome.value)
+    async for outcome in ff.as_completed(ff.map(grade), essays):
+        print(outcome.index, outcome.status, outcome.value)
     """
     options.setdefault("keep", False)
     async with start(spec, input, **options) as handle:
