@@ -56,6 +56,10 @@ def test_a_failing_fanout_inside_a_collecting_one_is_one_failed_outcome() -> Non
         (lambda: ff.map(act, policy="collect"), "policy"),
         (lambda: ff.vote(act, n=0), r"vote\(n=0\)"),
         (lambda: ff.map_reduce(map=act, reduce=act, fan_in=1), "fan_in=1"),
+        (lambda: ff.map_reduce(map=act, reduce=act, window=0), r"map_reduce\(window=0\)"),
+        (lambda: ff.vote(act, policy=3), r"vote\(policy=3\)"),
+        (lambda: ff.map(act, timeout="5"), r"map\(timeout='5'\)"),
+        (lambda: ff.race(act, stagger="1"), r"race\(stagger='1'\)"),
     ],
 )
 def test_bad_policies_name_the_value_and_the_fix(make: object, match: str) -> None:

@@ -9,7 +9,7 @@ from fanfold._agent import Agent, as_agent
 from fanfold._context import Context
 from fanfold._errors import UsageError
 from fanfold._fanout import Fanout
-from fanfold._patterns import Map, Pattern
+from fanfold._patterns import Map, Pattern, check_policy, check_window
 from fanfold._policy import Collect, FailFast, FailurePolicy
 from fanfold._runtime import run_step
 
@@ -71,6 +71,8 @@ def map_reduce(
     if isinstance(fan_in, bool) or not isinstance(fan_in, int) or fan_in < 2:
         raise UsageError(f"map_reduce(fan_in={fan_in!r}): pass how many results one reducer takes, a whole number >= 2")
     policy = policy or Collect()
+    check_policy("map_reduce", policy)
+    check_window("map_reduce", window)
     return MapReduce(
         None if split is None else as_agent(split, "map_reduce(split=...)"),
         as_agent(map, "map_reduce(map=...)"),

@@ -27,17 +27,17 @@ class Pattern(abc.ABC):
     async def run(self, input: Any, ctx: Context, /) -> Any: ...
 
 
-def _check_window(where: str, window: int | None) -> None:
+def check_window(where: str, window: int | None) -> None:
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise UsageError(f"{where}(window={window!r}): pass a whole number >= 1, or None for the run's default")
 
 
 def _check_timeout(where: str, timeout: float | None) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or timeout <= 0):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise UsageError(f"{where}(timeout={timeout!r}): pass seconds > 0 for each input, or None")
 
 
-def _check_policy(where: str, policy: object) -> None:
+def check_policy(where: str, policy: object) -> None:
     if not isinstance(policy, FailurePolicy):
         raise UsageError(f"{where}(policy={policy!r}): pass a policy such as ff.Collect(), ff.FailFast(), ff.Quorum(3)")
 
@@ -93,10 +93,10 @@ def map(  # noqa: A001 - the pattern's name, used as ff.map
     >>> ff.run_sync(ff.map(str.upper), ["a", "b"]).output
     ['A', 'B']
     """
-    _check_window("map", window)
+    check_window("map", window)
     _check_timeout("map", timeout)
     policy = policy or Collect()
-    _check_policy("map", policy)
+    check_policy("map", policy)
     return Map(as_agent(agent, "map"), policy, window, key, timeout)
 
 
@@ -144,7 +144,7 @@ def parallel(*agents: Any, policy: FailurePolicy | None = None, timeout: float |
         )
     _check_timeout("parallel", timeout)
     policy = policy or Collect()
-    _check_policy("parallel", policy)
+    check_policy("parallel", policy)
     return Parallel(tuple(a for _, a in pairs), tuple(names), policy, timeout)
 
 
@@ -214,7 +214,7 @@ def race(*agents: Any, stagger: float = 0.0, timeout: float | None = None) -> Ra
     """
     if not agents:
         raise UsageError("race() got no agents; pass at least two: ff.race(fast, slow)")
-    if stagger < 0:
+    if isinstance(stagger, bool) or not isinstance(stagger, int | float) or stagger < 0:
         raise UsageError(f"race(stagger={stagger!r}): pass seconds >= 0")
     _check_timeout("race", timeout)
     names = [agent_name(a) for a in agents]

@@ -12,7 +12,7 @@ from fanfold._context import Context
 from fanfold._errors import UsageError, VoteFailed
 from fanfold._fanout import Fanout
 from fanfold._outcome import Outcome, Status
-from fanfold._patterns import Pattern
+from fanfold._patterns import Pattern, check_policy
 from fanfold._policy import Collect, FailurePolicy, Tally, Verdict
 from fanfold._runtime import run_step
 
@@ -115,6 +115,7 @@ def vote(
     if judge is not None and decide is not None:
         raise UsageError("vote() got both judge= and decide=; pass one: a judge agent or a decide function")
     policy = policy or Collect()
+    check_policy("vote", policy)
     return Vote(
         as_agent(agent, "vote"),
         n,
