@@ -249,3 +249,14 @@ def test_a_results_repr_stays_short_however_many_outcomes() -> None:
     result = ff.run_sync(ff.map(lambda x: x), range(1000))
     assert "outcomes=<1000>" in repr(result)
     assert len(repr(result)) < 300
+
+
+def test_event_times_count_from_a_wall_clock_start() -> None:
+    import time
+
+    log = EventLog()
+    before = time.time()
+    ff.run_sync(ff.map(str), ["a"], on_event=log)
+    (started,) = log.of_type(events.RunStarted)
+    assert isinstance(started, events.RunStarted)
+    assert before <= started.started_at <= time.time()

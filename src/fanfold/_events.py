@@ -1,7 +1,8 @@
 """Typed events, delivered to callbacks and to async iterators.
 
 Every event carries the run id, the task's path in the tree (``map[17]/vote[2]``) and ``at``, the
-seconds since the run started. Events come in the order things happen.
+seconds since the run started (``RunStarted.started_at`` gives the wall-clock start). Events come
+in the order things happen.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class RunStarted(Event):
-    pass
+    """``started_at`` is the wall-clock time (seconds since the epoch) that every ``at`` counts from."""
+
+    started_at: float
 
 
 @dataclass(frozen=True, slots=True)

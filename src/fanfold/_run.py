@@ -214,7 +214,7 @@ class Run:
         if self._display is not None:
             self._display.start()
         if bus.active:
-            bus.emit(RunStarted(state.run_id, "", 0.0))
+            bus.emit(RunStarted(state.run_id, "", 0.0, state.started_wall))
         root = Context(state, None, "", "", 0)
         root_outcome: Outcome[Any] | None = None
 
