@@ -64,7 +64,7 @@ def main() -> None:
     for n, figures in runs.items():
         rate = n / figures["seconds"]
         growth = figures["peak_mb"] - baseline["peak_mb"]
-        info(f"{n:>26,}: {figures['peak_mb']:6.1f} MB (+{growth:.1f} MB over baseline, {rate:,.0f} inputs/s)")
+        info(f"{n:>26,}: {figures['peak_mb']:6.1f} MB ({growth:+.1f} MB over baseline, {rate:,.0f} inputs/s)")
     peak_1m = runs[1_000_000]["peak_mb"]
     check("peak RSS at 1M", peak_1m, 150, unit=" MB")
     check("peak RSS 1M / 100k", peak_1m / runs[100_000]["peak_mb"], 1.1)
