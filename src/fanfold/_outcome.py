@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -105,7 +105,3 @@ class Summary:
 
 def empty_counts() -> dict[Status, int]:
     return dict.fromkeys(Status, 0)
-
-
-def as_outcome_status(value: Any) -> Status:
-    return value if isinstance(value, Status) else Status(value)

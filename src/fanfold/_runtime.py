@@ -24,13 +24,6 @@ def is_composite(agent: Any) -> bool:
     return getattr(agent, "composite", False) is True
 
 
-async def invoke(agent: Any, value: Any, ctx: Context) -> Any:
-    """Run ``agent`` on ``value`` as the task ``ctx``, without building an outcome."""
-    if is_composite(agent):
-        return await agent.run(value, ctx)
-    return await run_leaf(agent, value, ctx)
-
-
 async def run_leaf(agent: Any, value: Any, ctx: Context) -> Any:
     run = ctx.run
     timeouts: Timeouts | None = getattr(agent, "timeouts", None) or run.timeouts
@@ -130,10 +123,8 @@ async def execute(
             ctx.start = run.now()
             if bus.active:
                 bus.emit(TaskStarted(run.run_id, ctx.path, ctx.start, ctx.index))
-        if timeout is None:
-            result = await (agent.run(value, ctx) if composite else run_leaf(agent, value, ctx))
-        else:
-            result = await _within(timeout, invoke(agent, value, ctx), "task")
+        call = agent.run(value, ctx) if composite else run_leaf(agent, value, ctx)
+        result = await (call if timeout is None else _within(timeout, call, "task"))
         outcome = Outcome(ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, ctx.start, run.now())
     except asyncio.CancelledError:
         if run.deadline_passed():
