@@ -10,6 +10,8 @@ PUBLIC = [
     "RunStatus", "Signal", "Skip", "Status", "Summary", "Tally", "TaskTimeout", "Timeouts", "UsageError",
     "Verdict", "VoteFailed", "__version__", "agent", "as_completed", "as_completed_sync", "events", "map", "map_reduce",
     "parallel", "race", "run", "run_sync", "sequence", "start", "vote",
+    # LLM agents and the provider governor
+    "Budget", "BudgetExhausted", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
 ]  # fmt: skip
 
 
@@ -31,7 +33,7 @@ def test_events_module_exports_typed_events() -> None:
 def test_exception_families() -> None:
     assert issubclass(ff.UsageError, ff.FanfoldError)
     assert issubclass(ff.UsageError, ValueError)
-    for run_error in (ff.FanoutFailed, ff.VoteFailed, ff.RaceFailed, ff.TaskTimeout, ff.RunFailed):
+    for run_error in (ff.FanoutFailed, ff.VoteFailed, ff.RaceFailed, ff.TaskTimeout, ff.RunFailed, ff.BudgetExhausted):
         assert issubclass(run_error, ff.RunError)
     assert issubclass(ff.TaskTimeout, TimeoutError)
     for signal in (ff.Retry, ff.Skip):

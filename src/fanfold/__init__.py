@@ -9,6 +9,7 @@ from fanfold import events
 from fanfold._agent import Agent, FunctionAgent, agent
 from fanfold._context import Channel, Context
 from fanfold._errors import (
+    BudgetExhausted,
     FanfoldError,
     FanoutFailed,
     RaceFailed,
@@ -21,7 +22,9 @@ from fanfold._errors import (
     UsageError,
     VoteFailed,
 )
+from fanfold._governor import RateLimit
 from fanfold._limits import Admission, Limiter, Limits
+from fanfold._llm import LLMAgent, llm
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
 from fanfold._patterns import Pattern, map, parallel, race, sequence  # noqa: A004 - ff.map is the pattern
@@ -29,6 +32,7 @@ from fanfold._policy import Collect, FailFast, FailurePolicy, MaxFailureRate, Ma
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, start
 from fanfold._sync import as_completed_sync, run_sync
+from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import vote
 
 __version__ = "0.1.0"
@@ -36,6 +40,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Admission",
     "Agent",
+    "Budget",
+    "BudgetExhausted",
     "Channel",
     "Collect",
     "Context",
@@ -45,14 +51,17 @@ __all__ = [
     "FanfoldError",
     "FanoutFailed",
     "FunctionAgent",
+    "LLMAgent",
     "Limiter",
     "Limits",
     "MaxFailureRate",
     "MaxFailures",
     "Outcome",
     "Pattern",
+    "Price",
     "Quorum",
     "RaceFailed",
+    "RateLimit",
     "Result",
     "Retry",
     "RetryPolicy",
@@ -67,6 +76,7 @@ __all__ = [
     "Tally",
     "TaskTimeout",
     "Timeouts",
+    "Usage",
     "UsageError",
     "Verdict",
     "VoteFailed",
@@ -75,6 +85,7 @@ __all__ = [
     "as_completed",
     "as_completed_sync",
     "events",
+    "llm",
     "map",
     "map_reduce",
     "parallel",

@@ -143,6 +143,12 @@ def as_agent(obj: Any, where: str = "agent") -> Agent:
     """Coerce a function or an agent object into an agent, or say what to pass instead."""
     if isinstance(obj, FunctionAgent):
         return obj
+    if type(obj).__module__.startswith("pydantic_ai"):
+        # A pydantic-ai Agent or Model has an async run of its own, with another signature:
+        # wrap it, so that its model requests are governed like any ff.llm agent's.
+        from fanfold._llm import llm
+
+        return llm(obj)
     run = getattr(obj, "run", None)
     if isinstance(obj, type) and inspect.iscoroutinefunction(run):
         raise UsageError(f"{where} got the class {obj.__name__}; pass an instance: {obj.__name__}(...)")

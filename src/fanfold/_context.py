@@ -24,6 +24,7 @@ from fanfold._events import EventBus
 from fanfold._limits import ConcurrencyLimiter, Limiter, Limits
 from fanfold._outcome import Outcome, empty_counts
 from fanfold._retry import RetryPolicy, Timeouts
+from fanfold._usage import Budget, Ledger, Usage
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -116,6 +117,7 @@ class RunState:
         bus: EventBus,
         limiter: Limiter | None = None,
         keep: bool = True,
+        budget: Budget | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         self.run_id = run_id or uuid.uuid4().hex[:12]
@@ -136,6 +138,11 @@ class RunState:
         self.channels: dict[str, Any] = {}
         self.channel_lock = threading.Lock()  # sync agents publish from worker threads
         self.root_sink = OutcomeSink(keep=keep, stream_size=2 * self.window)
+        self.ledger = Ledger(budget)
+        # Per-run services that agents set up on first use (HTTP clients, models), keyed by
+        # their owner, and closed when the run ends.
+        self.services: dict[object, Any] = {}
+        self.cleanups: list[Callable[[], Any]] = []
         self._executor: ThreadPoolExecutor | None = None
 
     def now(self) -> float:
@@ -151,6 +158,13 @@ class RunState:
             self._executor = ThreadPoolExecutor(self.limits.thread_count, thread_name_prefix="fanfold")
         call = functools.partial(contextvars.copy_context().run, fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def aclose(self) -> None:
+        """Close the per-run services, newest first."""
+        while self.cleanups:
+            result = self.cleanups.pop()()
+            if asyncio.iscoroutine(result):
+                await result
 
     def close(self) -> None:
         if self._executor is not None:
@@ -171,7 +185,7 @@ class Context:
             ctx.state      # branch-local dict: copied from the parent, never shared with siblings
     """
 
-    __slots__ = ("_path", "_state", "attempt", "index", "kind", "label", "parent", "run", "start")
+    __slots__ = ("_path", "_state", "attempt", "index", "kind", "label", "parent", "run", "start", "usage")
 
     def __init__(self, run: RunState, parent: Context | None, kind: str, label: object, index: int) -> None:
         self.run = run
@@ -183,6 +197,7 @@ class Context:
         self.start: float | None = None  # seconds since the run began; for a leaf, when admitted
         self._path: str | None = None
         self._state: dict[str, Any] | None = None
+        self.usage: Usage | None = None  # what this task's model calls spent, its children's included
 
     def child(self, kind: str, index: int, label: object = None) -> Context:
         return Context(self.run, self, kind, index if label is None else label, index)
@@ -210,6 +225,13 @@ class Context:
         if self._state is None:
             self._state = dict(self.parent.state) if self.parent is not None else {}
         return self._state
+
+    def charge(self, usage: Usage) -> None:
+        """Add a model call's usage to this task and every task above it."""
+        ctx: Context | None = self
+        while ctx is not None:
+            ctx.usage = usage if ctx.usage is None else ctx.usage + usage
+            ctx = ctx.parent
 
     def publish(self, channel: Channel[T], value: T) -> None:
         """Merge ``value`` into the run's shared ``channel``."""

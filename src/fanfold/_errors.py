@@ -7,6 +7,7 @@
     |   |   +-- VoteFailed    no sample of a vote succeeded
     |   |   +-- RaceFailed    every racer failed
     |   +-- TaskTimeout       an attempt or a task ran past its timeout
+    |   +-- BudgetExhausted   the run's budget cannot cover another model call (the task is skipped)
     |   +-- RunFailed         raised by ``ff.run``: the root failed (``.result`` holds partial results)
     +-- Signal                raised on purpose by user code
         +-- Retry             "retry this", optionally after a delay
@@ -54,6 +55,11 @@ class VoteFailed(FanoutFailed):
 
 class RaceFailed(FanoutFailed):
     """Every racer failed."""
+
+
+class BudgetExhausted(RunError):
+    """The run's budget cannot cover another model call. A task that meets it ends ``skipped``
+    with this as its reason; what finished before is kept."""
 
 
 class RunFailed(RunError):

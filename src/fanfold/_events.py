@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
+from fanfold._usage import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,31 @@ class TaskRetrying(Event):
     attempt: int
     delay: float
     error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCalled(Event):
+    """One model request ended (one attempt). ``resource`` names the provider resource;
+    ``status`` is ``"ok"``, the HTTP status (``"429"``) or the error's type; ``usage`` is what
+    it spent; ``seconds`` how long it held its admission."""
+
+    resource: str
+    attempt: int
+    status: str
+    usage: Usage
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled(Event):
+    """The provider answered a request with a 429 (or an overload): admission to ``resource``
+    pauses for ``pause`` seconds, then resumes gradually. ``limits`` is what is known of its
+    limits now (per minute, and the concurrency cap)."""
+
+    resource: str
+    status: int
+    pause: float
+    limits: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)

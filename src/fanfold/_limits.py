@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fanfold._errors import UsageError
+from fanfold._governor import ProviderResource, RateLimit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,6 +28,8 @@ class Limits:
     ``concurrency``: leaf calls running at once across the whole run (``None``: no global cap).
     ``resources``: named resources and how many leaf calls may use each at once; a leaf names the
     resources it uses (``@ff.agent(resources=["db"])``); a name with no limit here is unlimited.
+    A provider resource takes a :class:`RateLimit` instead of a count (requests and tokens per
+    minute, concurrency), keyed by ``provider:model`` or by provider.
     ``window``: how many inputs each fan-out keeps in flight (default: ``concurrency``, or 1024
     with no cap). A finished input's worker takes the next input and its slot at once, which
     keeps the makespan at the ideal; raise it when inputs spend long in backoffs, so that others
@@ -38,7 +41,7 @@ class Limits:
     """
 
     concurrency: int | None = 64
-    resources: Mapping[str, int] = field(default_factory=dict)
+    resources: Mapping[str, int | RateLimit] = field(default_factory=dict)
     window: int | None = None
     threads: int | None = None
 
@@ -51,7 +54,8 @@ class Limits:
         for name, limit in self.resources.items():
             if not isinstance(name, str) or not name:
                 raise UsageError(f"Limits(resources=...) has the key {name!r}; resource names are non-empty strings")
-            _positive(f"Limits(resources={{{name!r}: ...}})", limit, allow_none=False)
+            if not isinstance(limit, RateLimit):
+                _positive(f"Limits(resources={{{name!r}: ...}})", limit, allow_none=False)
 
     @property
     def fanout_window(self) -> int:
@@ -106,38 +110,72 @@ class Limiter(abc.ABC):
 
 
 class ConcurrencyLimiter(Limiter):
-    """A global slot count plus per-resource counts, granted all at once in FIFO order.
+    """The global slot count, counted resources and metered provider resources, granted all at
+    once in FIFO order.
 
     A leaf waits until *every* slot it needs is free and then takes them together, so two leaves
-    needing the same two resources can never each hold one and wait for the other. A waiter that
-    does not fit does not block later waiters that do.
+    needing the same two resources can never each hold one and wait for the other. A waiter
+    that does not fit does not block later waiters that need other resources; later waiters on
+    the same resource wait behind it, so a large call is never starved by small ones. A waiter
+    held by a bucket or a pause is woken by a timer at the moment it will fit.
     """
 
     def __init__(self, limits: Limits) -> None:
         self._free_total: float = limits.concurrency if limits.concurrency is not None else math.inf
-        self._free: dict[str, int] = dict(limits.resources)
+        self._free: dict[str, int] = {k: v for k, v in limits.resources.items() if isinstance(v, int)}
+        self._rates: dict[str, RateLimit] = {k: v for k, v in limits.resources.items() if isinstance(v, RateLimit)}
+        self._metered: dict[str, ProviderResource] = {}
         self._waiters: deque[tuple[Admission, asyncio.Future[None]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
 
-    def _fits(self, resources: tuple[str, ...]) -> bool:
+    def meter(self, name: str, lookup: tuple[str, ...] = ()) -> ProviderResource:
+        """The metered resource ``name``, created on first use from the ``RateLimit`` configured
+        under ``name`` or the first of ``lookup`` (e.g. ``"openai:gpt-5-mini"``, ``"openai"``)."""
+        resource = self._metered.get(name)
+        if resource is None:
+            rates = self._rates
+            limit = next((rates[key] for key in (name, *lookup) if key in rates), None) or RateLimit()
+            resource = self._metered[name] = ProviderResource(name, limit, _now())
+        return resource
+
+    def metered(self) -> dict[str, ProviderResource]:
+        return dict(self._metered)
+
+    def _wait(self, admission: Admission, now: float | None) -> float:
+        """0 if it fits now; else seconds until it may (``inf``: until a slot is released)."""
         if self._free_total < 1:
-            return False
+            return math.inf
+        resources = admission.resources
         if not resources:
-            return True
+            return 0.0
         free = self._free
-        return all(free.get(name, 1) > 0 for name in resources)
+        if not all(free.get(name, 1) > 0 for name in resources):
+            return math.inf
+        metered = self._metered
+        if not metered:
+            return 0.0
+        longest = 0.0
+        for name in resources:
+            resource = metered.get(name)
+            if resource is not None:
+                longest = max(longest, resource.wait(admission.cost, _now() if now is None else now))
+        return longest
 
-    def _take(self, resources: tuple[str, ...]) -> None:
+    def _take(self, admission: Admission) -> None:
         self._free_total -= 1
         free = self._free
-        for name in resources:
+        metered = self._metered
+        for name in admission.resources:
             if name in free:
                 free[name] -= 1
+            elif name in metered:
+                metered[name].take(admission.cost)
 
     def try_acquire(self, admission: Admission) -> bool:
-        resources = admission.resources
-        if self._waiters or not self._fits(resources):
+        if self._waiters or self._wait(admission, None):
             return False
-        self._take(resources)
+        self._take(admission)
         return True
 
     async def acquire(self, admission: Admission) -> None:
@@ -154,28 +192,59 @@ class ConcurrencyLimiter(Limiter):
                 self.release(admission)  # granted and cancelled in the same breath: give it back
             elif entry in self._waiters:
                 self._waiters.remove(entry)
+                self._wake()  # it may have held back waiters on its resources
             raise
 
     def release(self, admission: Admission) -> None:
         self._free_total += 1
         free = self._free
+        metered = self._metered
         for name in admission.resources:
             if name in free:
                 free[name] += 1
+            elif name in metered:
+                metered[name].release(admission.cost, admission.usage)
         if self._waiters:
             self._wake()
 
     def _wake(self) -> None:
         waiters = self._waiters
         passed_over: list[tuple[Admission, asyncio.Future[None]]] = []
+        held: set[str] = set()  # resources a waiter ahead is waiting for: FIFO per resource
+        soonest = math.inf
+        now = _now() if self._metered else 0.0
         while waiters and self._free_total >= 1:
             entry = waiters.popleft()
             admission, future = entry
             if future.done():
                 continue
-            if self._fits(admission.resources):
-                self._take(admission.resources)
+            resources = admission.resources
+            wait = math.inf if held and not held.isdisjoint(resources) else self._wait(admission, now)
+            if not wait:
+                self._take(admission)
                 future.set_result(None)
-            else:
-                passed_over.append(entry)
+                continue
+            passed_over.append(entry)
+            held.update(resources)
+            soonest = min(soonest, wait)
         waiters.extendleft(reversed(passed_over))
+        if soonest < math.inf and waiters:
+            self._wake_at(now + soonest)
+
+    def _wake_at(self, when: float) -> None:
+        if self._timer is not None and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        if self._waiters:
+            self._wake()
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()

@@ -7,6 +7,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from fanfold._usage import Usage
+
 T = TypeVar("T")
 
 
@@ -41,7 +43,7 @@ class Outcome(Generic[T]):
 
     ``start`` and ``end`` are seconds since the run started (``None`` when the task never
     started). ``exception`` is the live exception object for in-process use; ``error`` is the
-    same as plain data.
+    same as plain data. ``usage`` is what the task's model calls spent (``None``: it made none).
     """
 
     index: int
@@ -55,6 +57,7 @@ class Outcome(Generic[T]):
     error: ErrorInfo | None = None
     reason: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    usage: Usage | None = None
 
     @property
     def ok(self) -> bool:
@@ -73,6 +76,7 @@ class Summary:
 
     ``counts`` always adds up to ``total``. ``busy`` is the sum of the time leaf calls held a
     slot; ``parallelism`` is ``busy / wall``, the average number of leaf calls running at once.
+    ``usage`` adds up every model call of the run (tokens, requests, cost, 429s).
     """
 
     total: int
@@ -82,6 +86,7 @@ class Summary:
     retries: int
     tasks: int
     leaf_calls: int
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def parallelism(self) -> float:
@@ -100,6 +105,7 @@ class Summary:
         return (
             f"{self.total} inputs: {parts or 'none'}; wall {self.wall:.2f}s, busy {self.busy:.2f}s, "
             f"parallelism {self.parallelism:.1f}x, {self.retries} retries"
+            + (f"; {self.usage}" if self.usage.requests else "")
         )
 
 

@@ -97,12 +97,13 @@ def delay_hint(exc: BaseException | None) -> float | None:
 class _HintedWait(tenacity.wait.wait_base):
     """Full-jitter exponential backoff, unless the exception carries a Retry-After hint."""
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, hint: Callable[[BaseException | None], float | None]) -> None:
         self._jitter = tenacity.wait_random_exponential(multiplier=policy.initial, max=policy.max_delay)
+        self._hint = hint
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         outcome = retry_state.outcome
-        hint = delay_hint(outcome.exception() if outcome is not None else None)
+        hint = self._hint(outcome.exception() if outcome is not None else None)
         return hint if hint is not None else self._jitter(retry_state)
 
 
@@ -111,10 +112,13 @@ async def call_with_retries(
     policy: RetryPolicy,
     on_retry: Callable[[int, float, BaseException], None],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    hint: Callable[[BaseException | None], float | None] = delay_hint,
 ) -> T:
     """Call ``attempt(n)`` for n = 1, 2, ... until it succeeds or the policy gives up.
 
     ``on_retry(n, delay, exc)`` is told before each backoff. The last exception is re-raised.
+    ``hint(exc)`` may name the delay before the next attempt (default: the exception's
+    ``retry_after``); ``None`` means the policy's jittered backoff.
     """
     stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.attempts)
     if policy.timeout is not None:
@@ -128,7 +132,7 @@ async def call_with_retries(
 
     retrying = tenacity.AsyncRetrying(
         stop=stop,
-        wait=_HintedWait(policy),
+        wait=_HintedWait(policy, hint),
         retry=tenacity.retry_if_exception(policy.should_retry),
         before_sleep=before_sleep,
         reraise=True,

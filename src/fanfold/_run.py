@@ -18,6 +18,7 @@ from fanfold._limits import Limiter, Limits
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._runtime import execute
+from fanfold._usage import Budget
 
 T = TypeVar("T")
 
@@ -80,6 +81,7 @@ class _Options:
     keep: bool = True
     run_id: str | None = None
     limiter: Limiter | None = None
+    budget: Budget | None = None
 
     def __post_init__(self) -> None:
         if self.limits is not None and not isinstance(self.limits, Limits):
@@ -88,6 +90,8 @@ class _Options:
             raise UsageError(f"retry={self.retry!r}: pass ff.RetryPolicy(retry_on=...)")
         if self.timeouts is not None and not isinstance(self.timeouts, Timeouts):
             raise UsageError(f"timeouts={self.timeouts!r}: pass ff.Timeouts(attempt=..., task=...)")
+        if self.budget is not None and not isinstance(self.budget, Budget):
+            raise UsageError(f"budget={self.budget!r}: pass ff.Budget(tokens=..., cost=..., requests=...)")
         deadline = self.deadline
         if deadline is not None and (
             isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0
@@ -203,9 +207,17 @@ class Run:
             bus=self._bus,
             limiter=options.limiter,
             keep=options.keep,
+            budget=options.budget,
         )
 
     async def _main(self) -> Result[Any]:
+        try:
+            return await self._body()
+        finally:
+            assert self._state is not None
+            await self._state.aclose()
+
+    async def _body(self) -> Result[Any]:
         self._started = True
         state = self._state
         assert state is not None
@@ -261,6 +273,7 @@ class Run:
             retries=state.retries,
             tasks=state.tasks,
             leaf_calls=state.leaf_calls,
+            usage=state.ledger.spent,
         )
         error = root.error if root is not None and status is RunStatus.FAILED else None
         result: Result[Any] = Result(
@@ -318,6 +331,7 @@ async def run(
     keep: bool = True,
     run_id: str | None = None,
     limiter: Limiter | None = None,
+    budget: Budget | None = None,
 ) -> Result[Any]:
     """Run an agent or pattern on ``input`` and return its :class:`Result`.
 
@@ -325,7 +339,9 @@ async def run(
     the defaults for every leaf call; ``deadline`` bounds the whole run in seconds: when it
     passes, unfinished work is cancelled and the partial result returned (status ``partial``).
     ``on_event`` receives every event; ``progress`` shows a live display; ``keep=False`` keeps no
-    outcomes in memory (for streaming with ``as_completed``). Raises :class:`RunFailed` when the
+    outcomes in memory (for streaming with ``as_completed``). ``budget`` bounds what model calls
+    may spend (tokens, dollars, requests): calls it cannot cover are not made, and their inputs
+    end ``skipped`` with the reason. Raises :class:`RunFailed` when the
     root task fails; ``error.result`` keeps what finished.
     """
     options = _Options(
@@ -338,6 +354,7 @@ async def run(
         keep=keep,
         run_id=run_id,
         limiter=limiter,
+        budget=budget,
     )
     handle = Run(spec, input, options)
     handle._prepare()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
 from fanfold._context import Context, RunState
-from fanfold._errors import Skip, TaskTimeout
+from fanfold._errors import BudgetExhausted, FanoutFailed, Skip, TaskTimeout
 from fanfold._events import FINISHED_EVENT, TaskQueued, TaskRetrying, TaskStarted
 from fanfold._limits import Admission
 from fanfold._outcome import ErrorInfo, Outcome, Status
@@ -125,21 +125,30 @@ async def execute(
                 bus.emit(TaskStarted(run.run_id, ctx.path, ctx.start, ctx.index))
         call = agent.run(value, ctx) if composite else run_leaf(agent, value, ctx)
         result = await (call if timeout is None else _within(timeout, call, "task"))
-        outcome = Outcome(ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, ctx.start, run.now())
+        outcome = Outcome(
+            ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, ctx.start, run.now(), usage=ctx.usage
+        )
     except asyncio.CancelledError:
         if run.deadline_passed():
             status, reason = Status.TIMED_OUT, "the run's deadline passed"
         else:
             status, reason = Status.CANCELLED, stop_reason() or "cancelled"
         end = None if ctx.start is None else run.now()
-        _finish(
-            run, report, Outcome(ctx.index, status, None, key, ctx.path, ctx.attempt, ctx.start, end, reason=reason)
+        cut: Outcome[Any] = Outcome(
+            ctx.index, status, None, key, ctx.path, ctx.attempt, ctx.start, end, reason=reason, usage=ctx.usage
         )
+        _finish(run, report, cut)
         raise
     except Skip as exc:
         outcome = _ended(ctx, Status.SKIPPED, exc, key, reason=exc.reason)
+    except BudgetExhausted as exc:
+        outcome = _ended(ctx, Status.SKIPPED, exc, key, reason=str(exc))
     except TaskTimeout as exc:
         outcome = _ended(ctx, Status.TIMED_OUT, exc, key)
+    except FanoutFailed as exc:
+        # A vote or race whose samples were all skipped for the budget is skipped for it too.
+        budget = _budget_reason(exc)
+        outcome = _ended(ctx, Status.FAILED if budget is None else Status.SKIPPED, exc, key, reason=budget)
     except Exception as exc:
         outcome = _ended(ctx, Status.FAILED, exc, key)
     _finish(run, report, outcome)
@@ -162,7 +171,17 @@ def _ended(
         error=ErrorInfo.of(exc),
         reason=reason,
         exception=exc,
+        usage=ctx.usage,
     )
+
+
+def _budget_reason(exc: FanoutFailed) -> str | None:
+    """The budget's reason, if every input of the failed fan-out that did not succeed was
+    skipped because the budget ran out."""
+    unfinished = [o for o in exc.outcomes if o.status is not Status.SUCCEEDED]
+    if unfinished and all(isinstance(o.exception, BudgetExhausted) for o in unfinished):
+        return unfinished[0].reason
+    return None
 
 
 def _finish(run: RunState, report: Callable[[Outcome[Any]], None], outcome: Outcome[Any]) -> None:

@@ -8,6 +8,7 @@ Each carries ``run_id``, ``path`` (the task's place in the tree, ``""`` for the 
 from fanfold._events import (
     Event,
     FanoutStarted,
+    ModelCalled,
     RunFinished,
     RunStarted,
     TaskCancelled,
@@ -19,11 +20,13 @@ from fanfold._events import (
     TaskStarted,
     TaskSucceeded,
     TaskTimedOut,
+    Throttled,
 )
 
 __all__ = [
     "Event",
     "FanoutStarted",
+    "ModelCalled",
     "RunFinished",
     "RunStarted",
     "TaskCancelled",
@@ -35,4 +38,5 @@ __all__ = [
     "TaskStarted",
     "TaskSucceeded",
     "TaskTimedOut",
+    "Throttled",
 ]

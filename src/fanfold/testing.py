@@ -18,13 +18,15 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fanfold._agent import agent
 from fanfold._context import Context
 from fanfold._errors import Skip
 from fanfold._events import Event, TaskFinished, TaskStarted
 from fanfold._outcome import Status
+
+E = TypeVar("E", bound=Event)
 
 
 class EventLog:
@@ -42,7 +44,7 @@ class EventLog:
     def __call__(self, event: Event) -> None:
         self.events.append(event)
 
-    def of_type(self, kind: type[Event]) -> list[Event]:
+    def of_type(self, kind: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, kind)]
 
     def finished(self) -> list[TaskFinished]:

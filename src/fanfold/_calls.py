@@ -1,0 +1,242 @@
+"""One model request as a leaf call: budget, admission, retries, usage and the provider's word.
+
+A :class:`ModelCall` is one model's governance within one run. Each request reserves its
+estimated spend from the run's budget, waits for admission on the global limit and on the
+model's provider resource, and is sent; then the resource learns from the answer (usage,
+rate-limit headers, a 429), the budget settles, and the task is charged. Transient failures
+(429, 408, 409, 5xx, 529, connection errors, timeouts, garbled answers) are retried. A
+throttled request goes straight back to the queue: the resource is paused for everyone, and
+resumes by refilling its buckets from empty, so waiters do not wake together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pydantic_ai.exceptions import (
+    ModelAPIError,
+    ModelHTTPError,
+    ModelQuotaExceededError,
+    ModelRequestRejectedError,
+    UnexpectedModelBehavior,
+)
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.models import ModelRequestParameters
+
+from fanfold._context import Context, RunState
+from fanfold._errors import BudgetExhausted, TaskTimeout, UsageError
+from fanfold._events import ModelCalled, TaskRetrying, Throttled
+from fanfold._governor import ProviderResource
+from fanfold._limits import Admission, ConcurrencyLimiter
+from fanfold._outcome import ErrorInfo
+from fanfold._providers import capture, limits_from_headers
+from fanfold._retry import RetryPolicy, call_with_retries, delay_hint
+from fanfold._usage import Price, Usage
+
+THROTTLED = frozenset({429, 529})  # the provider asks everyone to slow down
+TRANSIENT = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: rate limits, overloads, server errors, timeouts, dropped connections
+    and garbled answers; not a rejected request, a bad key or an exhausted quota."""
+    if isinstance(exc, ModelHTTPError):
+        return exc.status_code in TRANSIENT or exc.status_code >= 500
+    if isinstance(exc, ModelRequestRejectedError | ModelQuotaExceededError):
+        return False
+    return isinstance(exc, ModelAPIError | UnexpectedModelBehavior | TaskTimeout | ConnectionError)
+
+
+# Model requests: retried on transient errors with jittered backoff, bounded by attempts and time.
+PROVIDER_RETRY = RetryPolicy(retry_on=is_transient, attempts=8, initial=0.5, max_delay=30.0, timeout=600.0)
+
+_PRICES: dict[tuple[str, str], Price | None] = {}
+
+
+def known_price(provider: str, model: str) -> Price | None:
+    """The built-in price (genai-prices) of a model, or None where it is not known."""
+    key = (provider, model)
+    if key not in _PRICES:
+        from genai_prices import Usage as PriceUsage
+        from genai_prices import calc_price
+
+        provider_id = "openai" if provider.startswith("openai") else provider
+        try:
+            calc = calc_price(
+                PriceUsage(input_tokens=1_000_000, output_tokens=1_000_000), model, provider_id=provider_id
+            )
+        except LookupError:
+            _PRICES[key] = None
+        else:
+            _PRICES[key] = Price(float(calc.input_price), float(calc.output_price))
+    return _PRICES[key]
+
+
+class ModelCall:
+    """One model's governance within one run (shared by every agent of the run calling it)."""
+
+    def __init__(
+        self,
+        run: RunState,
+        resource: str,
+        lookup: tuple[str, ...],
+        *,
+        provider: str,
+        model: str,
+        price: Price | None,
+        estimate: Callable[[Sequence[ModelMessage], ModelRequestParameters], int],
+        output_tokens: int,
+    ) -> None:
+        self.run = run
+        self.name = resource
+        limiter = run.limiter
+        self.resource: ProviderResource | None = (
+            limiter.meter(resource, lookup) if isinstance(limiter, ConcurrencyLimiter) else None
+        )
+        self._resources = (resource,)
+        self._provider = provider
+        self._model = model
+        self._price = price
+        self._estimate = estimate
+        self._output_tokens = float(output_tokens)
+        self._seen_output = 0.0  # a high-water estimate of answers' length, for the reservation
+
+    def price(self) -> Price | None:
+        return self._price or known_price(self._provider, self._model)
+
+    async def request(
+        self,
+        ctx: Context,
+        send: Callable[[], Awaitable[ModelResponse]],
+        messages: Sequence[ModelMessage],
+        parameters: ModelRequestParameters,
+        max_tokens: int | None,
+    ) -> ModelResponse:
+        output = float(max_tokens) if max_tokens else max(self._output_tokens, self._seen_output)
+        cost = {"input_tokens": float(self._estimate(messages, parameters)), "output_tokens": output}
+        # The first attempt runs outside tenacity: most requests succeed, and should cost nothing extra.
+        try:
+            return await self._attempt(ctx, send, cost, 1)
+        except Exception as first:
+            if not PROVIDER_RETRY.should_retry(first):
+                raise
+            failed = first
+
+        async def replay(n: int) -> ModelResponse:
+            if n == 1:
+                raise failed
+            return await self._attempt(ctx, send, cost, n)
+
+        def on_retry(n: int, delay: float, exc: BaseException) -> None:
+            run = self.run
+            run.retries += 1
+            if run.bus.active:
+                run.bus.emit(TaskRetrying(run.run_id, ctx.path, run.now(), n + 1, delay, ErrorInfo.of(exc)))
+
+        return await call_with_retries(replay, PROVIDER_RETRY, on_retry, hint=self._delay)
+
+    def _delay(self, exc: BaseException | None) -> float | None:
+        if self.resource is not None and isinstance(exc, ModelHTTPError) and exc.status_code in THROTTLED:
+            return 0.0  # the paused resource paces it: straight back to the queue
+        return delay_hint(exc)
+
+    def _reservation(self, cost: dict[str, float]) -> tuple[float, float]:
+        ledger = self.run.ledger
+        tokens = cost["input_tokens"] + cost["output_tokens"]
+        budget = ledger.budget
+        if budget is None or budget.cost is None:
+            return tokens, 0.0
+        price = self.price()
+        if price is None:
+            raise UsageError(
+                f"the run has a cost budget, but no price is known for {self._provider}:{self._model}; "
+                "pass ff.llm(..., price=ff.Price(input=..., output=...)) in dollars per million tokens"
+            )
+        return tokens, price.of(cost["input_tokens"], cost["output_tokens"])
+
+    async def _attempt(
+        self, ctx: Context, send: Callable[[], Awaitable[ModelResponse]], cost: dict[str, float], n: int
+    ) -> ModelResponse:
+        run = self.run
+        ledger = run.ledger
+        tokens, dollars = self._reservation(cost)
+        ledger.reserve(tokens, dollars)
+        admission = Admission(self._resources, cost)
+        limiter = run.limiter
+        spent = Usage()
+        try:
+            if not limiter.try_acquire(admission):
+                await limiter.acquire(admission)
+        except BaseException:
+            ledger.settle(tokens, dollars, spent)
+            raise
+        began = run.clock()
+        status = "ok"
+        try:
+            with capture() as headers:
+                response = await self._send(send)
+        except ModelHTTPError as exc:
+            status = str(exc.status_code)
+            spent = Usage(requests=1, throttled=int(exc.status_code in THROTTLED))
+            ctx.charge(spent)
+            if exc.status_code in THROTTLED:
+                self._throttled(ctx, exc)
+            raise
+        except BaseException as exc:
+            status = type(exc).__name__
+            raise
+        else:
+            spent = self._succeeded(response, admission, headers, began)
+            ctx.charge(spent)
+            return response
+        finally:
+            limiter.release(admission)
+            ledger.settle(tokens, dollars, spent)
+            seconds = run.clock() - began
+            run.busy += seconds
+            run.leaf_calls += 1
+            if run.bus.active:
+                run.bus.emit(ModelCalled(run.run_id, ctx.path, run.now(), self.name, n, status, spent, seconds))
+
+    async def _send(self, send: Callable[[], Awaitable[ModelResponse]]) -> ModelResponse:
+        ledger = self.run.ledger
+        if ledger.budget is None or ledger.budget.in_flight != "cancel":
+            return await send()
+        try:
+            async with asyncio.timeout(None) as scope:
+                ledger.track(scope)
+                return await send()
+        except TimeoutError:
+            if scope.expired():
+                raise BudgetExhausted(
+                    f"the run's budget is exhausted ({ledger.exhausted}); cancelled in flight"
+                ) from None
+            raise
+        finally:
+            ledger.untrack(scope)
+
+    def _succeeded(self, response: ModelResponse, admission: Admission, headers: list[Any], began: float) -> Usage:
+        usage = response.usage
+        inp, out = usage.input_tokens, usage.output_tokens
+        admission.usage = {"input_tokens": float(inp), "output_tokens": float(out)}
+        if out > self._seen_output:
+            self._seen_output = float(out)
+        price = self.price()
+        dollars = price.of(inp, out) if price is not None else 0.0
+        resource = self.resource
+        if resource is not None:
+            now = self.run.clock()
+            resource.succeeded(now - began, limits_from_headers(headers[-1] if headers else None), now)
+        return Usage(1, inp, out, dollars)
+
+    def _throttled(self, ctx: Context, exc: ModelHTTPError) -> None:
+        resource = self.resource
+        if resource is None:
+            return
+        run = self.run
+        pause = resource.throttled(exc.retry_after, limits_from_headers(exc.headers), run.clock())
+        if run.bus.active:
+            event = Throttled(run.run_id, ctx.path, run.now(), self.name, exc.status_code, pause, resource.snapshot())
+            run.bus.emit(event)

@@ -1,0 +1,184 @@
+"""Provider plumbing for LLM agents: which resource a model is, how its client is built, and
+what the provider's response headers say about its limits.
+
+For OpenAI and Anthropic models named by string, fanfold builds the SDK client itself: on the
+aiohttp transport (several times the requests per second of the default one at high fan-out),
+with the SDK's own retries off (the governor retries, and paces the retries of every call
+against the resource together, instead of each call sleeping the same Retry-After), and with a
+response hook that hands the rate-limit headers to the governor. Other providers go through
+pydantic-ai's own ``infer_model``; their errors still carry their headers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from fanfold._errors import UsageError
+from fanfold._governor import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS
+
+# The headers of the responses to the model request running in this task (see ``capture``).
+_HEADERS: contextvars.ContextVar[list[Mapping[str, str]] | None] = contextvars.ContextVar(
+    "fanfold_response_headers", default=None
+)
+
+# provider prefix -> (SDK family, API key variable, base URL variable)
+_BUILT_HERE = {
+    "openai": ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    "openai-chat": ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    "openai-responses": ("openai", "OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    "anthropic": ("anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """A model named by string, with the endpoint and key it is called through.
+
+    ``api_key`` never reaches a repr, an event or a journal: resources are named with a short
+    digest of it (and only when it was passed explicitly).
+    """
+
+    provider: str
+    model: str
+    base_url: str | None = None
+    api_key: str | None = None
+    group: str | None = None
+
+    def __repr__(self) -> str:
+        return f"ModelRef({self.provider}:{self.model}, resource={self.resource!r})"
+
+    @property
+    def spec(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+    @property
+    def resource(self) -> str:
+        """The resource's name: the group, or ``provider:model`` plus the endpoint and key
+        digest where they are not the provider's defaults."""
+        if self.group is not None:
+            return self.group
+        name = self.spec
+        if self.base_url:
+            name += f"@{urlsplit(self.base_url).netloc or self.base_url}"
+        if self.api_key:
+            name += "#" + hashlib.sha256(self.api_key.encode()).hexdigest()[:8]
+        return name
+
+    @property
+    def lookup(self) -> tuple[str, ...]:
+        """Keys under which ``Limits(resources=...)`` may configure this resource."""
+        return (self.spec, self.provider)
+
+
+def parse_model(model: str, *, api_key: str | None, base_url: str | None, group: str | None) -> ModelRef:
+    """Check a ``provider:model`` string and that its key is at hand; name what is missing."""
+    if not isinstance(model, str) or ":" not in model or model.startswith(":") or model.endswith(":"):
+        raise UsageError(
+            f"ff.llm(model={model!r}): name the model as 'provider:model', e.g. 'openai:gpt-5-mini' or "
+            "'anthropic:claude-sonnet-4-5', or pass a pydantic-ai Model or Agent"
+        )
+    provider, name = model.split(":", 1)
+    family = _BUILT_HERE.get(provider)
+    if family is not None and api_key is None:
+        _, key_var, url_var = family
+        if not os.environ.get(key_var) and not (base_url or os.environ.get(url_var)):
+            raise UsageError(
+                f"ff.llm({model!r}) needs an API key: set the environment variable {key_var}, or pass "
+                f"ff.llm(..., api_key=...); to run without one, point base_url at fanfold's simulated provider "
+                "('fanfold simulate')"
+            )
+    return ModelRef(provider, name, base_url, api_key, group)
+
+
+async def _capture_response(response: Any) -> None:
+    box = _HEADERS.get()
+    if box is not None:
+        box.append(response.headers)
+
+
+def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
+    """A pydantic-ai ``Model`` for ``ref``; clients it opens are closed through ``cleanups``."""
+    from pydantic_ai.models import infer_model
+
+    family = _BUILT_HERE.get(ref.provider)
+    if family is None:
+        return infer_model(ref.spec)
+    sdk, key_var, url_var = family
+    api_key = ref.api_key or os.environ.get(key_var) or "not-needed"
+    base_url = ref.base_url or os.environ.get(url_var) or None
+    hooks = {"response": [_capture_response]}
+    if sdk == "openai":
+        import openai
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        openai_client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            http_client=openai.DefaultAioHttpClient(event_hooks=hooks),
+        )
+        cleanups.append(openai_client.close)
+        return infer_model(ref.spec, provider_factory=lambda _: OpenAIProvider(openai_client=openai_client))
+    import anthropic
+    from pydantic_ai.providers.anthropic import AnthropicProvider
+
+    anthropic_client = anthropic.AsyncAnthropic(
+        api_key=api_key,
+        base_url=base_url,
+        max_retries=0,
+        http_client=anthropic.DefaultAioHttpClient(event_hooks=hooks),
+    )
+    cleanups.append(anthropic_client.close)
+    return infer_model(ref.spec, provider_factory=lambda _: AnthropicProvider(anthropic_client=anthropic_client))
+
+
+class capture:
+    """Collect the headers of responses received inside the block, in this task."""
+
+    __slots__ = ("_token", "headers")
+
+    def __enter__(self) -> list[Mapping[str, str]]:
+        self.headers: list[Mapping[str, str]] = []
+        self._token = _HEADERS.set(self.headers)
+        return self.headers
+
+    def __exit__(self, *exc: object) -> None:
+        _HEADERS.reset(self._token)
+
+
+# -- what the headers say --------------------------------------------------------------------
+
+_LIMIT_HEADERS = {
+    "x-ratelimit-limit-requests": REQUESTS,
+    "x-ratelimit-limit-tokens": TOKENS,
+    "anthropic-ratelimit-requests-limit": REQUESTS,
+    "anthropic-ratelimit-tokens-limit": TOKENS,
+    "anthropic-ratelimit-input-tokens-limit": INPUT_TOKENS,
+    "anthropic-ratelimit-output-tokens-limit": OUTPUT_TOKENS,
+}
+
+
+def limits_from_headers(headers: Mapping[str, str] | None) -> dict[str, float]:
+    """Per-minute limits named by OpenAI's ``x-ratelimit-*`` or Anthropic's
+    ``anthropic-ratelimit-*`` headers.
+
+    >>> limits_from_headers({"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "30000"})
+    {'requests': 500.0, 'tokens': 30000.0}
+    """
+    if not headers:
+        return {}
+    found: dict[str, float] = {}
+    for header, kind in _LIMIT_HEADERS.items():
+        raw = headers.get(header)
+        if raw is not None:
+            try:
+                found[kind] = float(raw)
+            except ValueError:
+                continue
+    return found

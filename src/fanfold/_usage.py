@@ -1,0 +1,160 @@
+"""What model calls spend (tokens, requests, cost), per call, per task and per run, and the
+budget that bounds it.
+
+A :class:`Budget` is checked *before* a call is admitted: the call reserves what it may spend
+(its input estimate plus its output cap), and settles what it did spend afterwards. So a
+fan-out of a thousand calls cannot overshoot a budget a thousand-fold: the most it can overshoot
+is what the calls in flight spend beyond their reservations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, fields
+from typing import Literal
+
+from fanfold._errors import BudgetExhausted, UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens, requests and cost (in dollars) spent by model calls.
+
+    ``output_retries`` counts answers sent back to the model because they failed validation;
+    ``throttled`` counts calls the provider answered with a 429 (or an overload).
+
+    >>> ff.Usage(requests=1, input_tokens=120, output_tokens=30) + ff.Usage(requests=1, input_tokens=80)
+    Usage(requests=2, input_tokens=200, output_tokens=30, cost=0.0, output_retries=0, throttled=0)
+    """
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+    output_retries: int = 0
+    throttled: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.requests + other.requests,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cost + other.cost,
+            self.output_retries + other.output_retries,
+            self.throttled + other.throttled,
+        )
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+    def __str__(self) -> str:
+        text = f"{self.requests} requests, {self.input_tokens:,} tokens in, {self.output_tokens:,} out"
+        if self.cost:
+            text += f", ${self.cost:.4f}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """Dollars per million tokens, to override or fill in the built-in price table.
+
+    >>> ff.Price(input=0.25, output=2.0).of(1_000_000, 100_000)
+    0.45
+    """
+
+    input: float
+    output: float
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise UsageError(f"Price({name}={value!r}): pass dollars per million tokens, >= 0")
+
+    def of(self, input_tokens: float, output_tokens: float) -> float:
+        return round((input_tokens * self.input + output_tokens * self.output) / 1_000_000, 12)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget:
+    """What a run may spend on model calls: ``tokens`` (input plus output), ``cost`` (dollars)
+    and ``requests``. Calls reserve before they are admitted and settle after.
+
+    When a call does not fit, it is not made and its task ends ``skipped`` with the reason, as
+    does every input not yet started; calls already in flight finish (``in_flight="finish"``)
+    or are cancelled and end ``skipped`` too (``in_flight="cancel"``).
+
+    >>> ff.Budget(tokens=1_000_000, cost=5.0)
+    Budget(tokens=1000000, cost=5.0, requests=None, in_flight='finish')
+    """
+
+    tokens: int | None = None
+    cost: float | None = None
+    requests: int | None = None
+    in_flight: Literal["finish", "cancel"] = "finish"
+
+    def __post_init__(self) -> None:
+        for name in ("tokens", "cost", "requests"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+                raise UsageError(f"Budget({name}={value!r}): pass a number >= 0, or None for no bound")
+        if self.in_flight not in ("finish", "cancel"):
+            raise UsageError(f"Budget(in_flight={self.in_flight!r}): pass 'finish' or 'cancel'")
+
+
+class Ledger:
+    """A run's spending against its budget: what is spent, what is reserved, what is in flight."""
+
+    def __init__(self, budget: Budget | None) -> None:
+        self.budget = budget
+        self.spent = Usage()
+        self._reserved_tokens = 0.0
+        self._reserved_cost = 0.0
+        self._reserved_requests = 0
+        self.exhausted: str | None = None
+        self._scopes: set[asyncio.Timeout] = set()
+
+    def reserve(self, tokens: float, cost: float) -> None:
+        """Reserve one request's worth, or raise :class:`BudgetExhausted` naming the limit."""
+        budget = self.budget
+        if budget is None:
+            return
+        if self.exhausted is None:
+            spent = self.spent
+            if budget.requests is not None and spent.requests + self._reserved_requests + 1 > budget.requests:
+                self._exhaust(f"requests: {spent.requests} of {budget.requests} spent")
+            elif budget.tokens is not None and spent.tokens + self._reserved_tokens + tokens > budget.tokens:
+                self._exhaust(f"tokens: {spent.tokens:,} of {budget.tokens:,} spent")
+            elif budget.cost is not None and spent.cost + self._reserved_cost + cost > budget.cost:
+                self._exhaust(f"cost: ${spent.cost:.4f} of ${budget.cost:.4f} spent")
+        if self.exhausted is not None:
+            raise BudgetExhausted(f"the run's budget is exhausted ({self.exhausted})")
+        self._reserved_requests += 1
+        self._reserved_tokens += tokens
+        self._reserved_cost += cost
+
+    def settle(self, tokens: float, cost: float, spent: Usage) -> None:
+        """Replace a reservation by what the call spent."""
+        if self.budget is not None:
+            self._reserved_requests -= 1
+            self._reserved_tokens -= tokens
+            self._reserved_cost -= cost
+        self.spent = self.spent + spent
+
+    def _exhaust(self, what: str) -> None:
+        self.exhausted = what
+        if self.budget is not None and self.budget.in_flight == "cancel":
+            loop = asyncio.get_running_loop()
+            for scope in self._scopes:
+                scope.reschedule(loop.time())
+
+    def track(self, scope: asyncio.Timeout) -> None:
+        """Register an in-flight call's scope, to be expired if the budget runs out mid-call."""
+        self._scopes.add(scope)
+
+    def untrack(self, scope: asyncio.Timeout) -> None:
+        self._scopes.discard(scope)
