@@ -8,6 +8,8 @@
   test can script any mix of successes, failures, timeouts and cancellations.
 - :class:`VirtualClock`: a fake clock under which sleeps, backoffs, timeouts and deadlines take
   no real time and happen in a deterministic order.
+- :class:`SimulatedProvider`: a simulated LLM provider on a real loopback HTTP server, speaking
+  OpenAI's and Anthropic's APIs with rate limits, latency, faults and deterministic answers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,34 @@ from fanfold._context import Context
 from fanfold._errors import Skip
 from fanfold._events import Event, TaskFinished, TaskStarted
 from fanfold._outcome import Status
+from fanfold._sim import (
+    Faults,
+    Latency,
+    RampLimit,
+    Reply,
+    SimLimits,
+    SimRequest,
+    SimStats,
+    SimulatedProvider,
+)
+
+__all__ = [
+    "Action",
+    "ConcurrencyProbe",
+    "EventLog",
+    "Faults",
+    "Latency",
+    "RampLimit",
+    "Reply",
+    "ScriptedError",
+    "SimLimits",
+    "SimRequest",
+    "SimStats",
+    "SimulatedProvider",
+    "VirtualClock",
+    "act",
+    "actions",
+]
 
 E = TypeVar("E", bound=Event)
 

@@ -1,0 +1,54 @@
+"""The ``fanfold`` command line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import openai
+import pytest
+from typer.testing import CliRunner
+
+from fanfold._cli import app
+
+
+def test_simulate_help_lists_the_flags() -> None:
+    result = CliRunner().invoke(app, ["simulate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for flag in ("--port", "--requests-per-minute", "--tokens-per-minute", "--burst", "--latency", "--rate-429",
+                 "--seed", "--no-rate-limit-headers"):  # fmt: skip
+        assert flag in result.output
+
+
+def test_bad_settings_exit_with_a_message_naming_them() -> None:
+    result = CliRunner().invoke(app, ["simulate", "--rate-429", "0.7", "--rate-500", "0.7"])
+    assert result.exit_code == 2
+    assert "add up to 1.4" in result.output
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    """``fanfold simulate`` in its own process; yields the URL it prints."""
+    command = [sys.executable, "-m", "fanfold._cli", "simulate", "--port", "0", "--latency", "0", "--rpm", "600"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()  # blocks until the server is listening (or has died)
+        found = re.search(r"http://127\.0\.0\.1:\d+", first)
+        assert found, f"no URL in {first!r}; stderr: {process.stderr.read() if process.stderr else ''}"
+        yield found.group(0)
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    assert process.returncode == 0  # SIGTERM stops it cleanly
+
+
+def test_simulate_serves_an_sdk_until_terminated(served: str) -> None:
+    with openai.OpenAI(base_url=served + "/v1", api_key="sk-test", max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert raw.headers["x-ratelimit-limit-requests"] == "600"
+    assert (raw.parse().choices[0].message.content or "").startswith("Simulated answer: ")
