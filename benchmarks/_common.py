@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -57,3 +61,63 @@ def check(claim: str, value: float, target: float, *, unit: str = "x", below: bo
     sign = "<" if below else "<="
     print(f"{'PASS' if ok else 'MISS'} {claim}: {value:.3f}{unit} (target {sign} {target:g}{unit})", flush=True)
     return ok
+
+
+class SimulatorProcess:
+    """``fanfold simulate`` in a process of its own, so that the client's CPU figures are the
+    client's; controlled over its ``/_sim`` endpoints::
+
+        with SimulatorProcess("--rpm", "1200") as sim:
+            sim.openai_base_url, sim.stats(), sim.set_limits(requests_per_minute=600)
+    """
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.url = ""
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> SimulatorProcess:
+        entry = "from fanfold._cli import main; main()"
+        command = [sys.executable, "-u", "-c", entry, "simulate", "--port", "0", *self.args]
+        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if "serving on " in line:
+                self.url = line.split("serving on ", 1)[1].strip()
+                break
+        else:
+            raise RuntimeError(f"fanfold simulate did not start: {' '.join(command)}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None
+        self._proc.terminate()
+        self._proc.wait(10)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self._call("/_sim/stats")
+        return stats
+
+    def reset(self) -> None:
+        self._call("/_sim/reset", {})
+
+    def set_limits(self, **limits: float) -> None:
+        self._call("/_sim/limits", limits)
+
+
+def steady_rate(timeline: list[int]) -> float:
+    """Mean per-second count over a timeline's whole seconds (the first and last are partial)."""
+    inner = timeline[1:-1]
+    return sum(inner) / len(inner) if inner else 0.0

@@ -37,7 +37,9 @@ class RateLimit:
 
     ``requests_per_minute``, ``tokens_per_minute`` (input plus output, as OpenAI counts),
     ``input_tokens_per_minute`` and ``output_tokens_per_minute`` become buckets that refill
-    continuously and hold ``burst`` seconds of refill. ``concurrency`` caps calls in flight.
+    continuously and hold ``burst`` seconds of refill: half a second by default, less than a
+    provider's own slice, so that calls that reach it bunched up by the network still fit.
+    ``concurrency`` caps calls in flight.
     With ``learn`` (the default), limits the provider reports in its rate-limit headers are
     used too (the lower one wins), and while no limit at all is known, concurrency adapts: it
     starts at ``initial_concurrency``, doubles each round trip until the first 429, then grows
@@ -52,7 +54,7 @@ class RateLimit:
     input_tokens_per_minute: float | None = None
     output_tokens_per_minute: float | None = None
     concurrency: int | None = None
-    burst: float = 1.0
+    burst: float = 0.5
     learn: bool = True
     initial_concurrency: int = 8
     max_concurrency: int = 10_000
@@ -84,11 +86,16 @@ class Bucket:
 
     __slots__ = ("capacity", "level", "per_minute", "rate", "stamp")
 
-    def __init__(self, per_minute: float, burst: float, now: float, *, full: bool = True) -> None:
+    # A new bucket starts nearly empty and fills at its rate: a gradual start, which some
+    # providers ask for, and which leaves the provider's own bucket full as a cushion for calls
+    # that reach it bunched up (the client's loop is busiest as a fan-out starts).
+    START = 0.1
+
+    def __init__(self, per_minute: float, burst: float, now: float) -> None:
         self.per_minute = per_minute
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, self.rate * burst)
-        self.level = self.capacity if full else self.capacity / 2
+        self.level = max(min(1.0, self.capacity), self.capacity * self.START)
         self.stamp = now
 
     def refill(self, now: float) -> None:
@@ -142,8 +149,8 @@ class ProviderResource:
         self.in_flight = 0
         self.adaptive = limit.concurrency is None and limit.learn
         self.cap: float = float(limit.concurrency) if limit.concurrency else float(limit.initial_concurrency)
-        if not self.adaptive and limit.concurrency is None:
-            self.cap = math.inf
+        if limit.concurrency is None and (self.buckets or not self.adaptive):
+            self.cap = float(limit.max_concurrency) if self.adaptive else math.inf  # the buckets govern
         self.slow_start = True
         self.paused_until = -math.inf
         self.last_decrease = -math.inf
@@ -220,8 +227,7 @@ class ProviderResource:
             effective = per_minute if configured is None else min(configured, per_minute)
             bucket = self.buckets.get(kind)
             if bucket is None:
-                # A limit first heard of mid-flight: start half full, as calls are already out.
-                self.buckets[kind] = Bucket(effective, self.limit.burst, now, full=False)
+                self.buckets[kind] = Bucket(effective, self.limit.burst, now)
             elif bucket.per_minute != effective:
                 bucket.resize(effective, self.limit.burst, now)
         if self.adaptive and self.buckets:
