@@ -36,7 +36,7 @@ async def with_fanfold(sim: SimulatorProcess) -> tuple[ff.Result[Any], float]:
         "openai-chat:sim-1", base_url=sim.openai_base_url, api_key="sk-bench", model_settings={"max_tokens": MAX_TOKENS}
     )
     limit = ff.RateLimit(requests_per_minute=RPM, output_tokens_per_minute=OTPM)
-    limits = ff.Limits(concurrency=CALLS, resources={"openai-chat:sim-1": limit})
+    limits = ff.Limits(resources={"openai-chat:sim-1": limit})  # the default of 64 calls at once
     began = time.perf_counter()
     result = await ff.run(ff.map(agent), prompts(CALLS), limits=limits)
     return result, time.perf_counter() - began

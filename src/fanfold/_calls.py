@@ -31,7 +31,7 @@ from fanfold._events import ModelCalled, TaskRetrying, Throttled
 from fanfold._governor import ProviderResource
 from fanfold._limits import Admission, ConcurrencyLimiter
 from fanfold._outcome import ErrorInfo
-from fanfold._providers import capture, limits_from_headers
+from fanfold._providers import Wire, limits_from_headers, on_wire
 from fanfold._retry import RetryPolicy, call_with_retries, delay_hint
 from fanfold._usage import Price, Usage
 
@@ -88,8 +88,10 @@ class ModelCall:
         price: Price | None,
         estimate: Callable[[Sequence[ModelMessage], ModelRequestParameters], int],
         output_tokens: int,
+        on_wire: bool = False,
     ) -> None:
         self.run = run
+        self.on_wire = on_wire  # the HTTP client's request hook takes the admission
         self.name = resource
         limiter = run.limiter
         self.resource: ProviderResource | None = (
@@ -166,16 +168,20 @@ class ModelCall:
         admission = Admission(self._resources, cost)
         limiter = run.limiter
         spent = Usage()
-        try:
+        status = "ok"
+        began: float | None = None
+
+        async def admit() -> None:
+            nonlocal began
             if not limiter.try_acquire(admission):
                 await limiter.acquire(admission)
-        except BaseException:
-            ledger.settle(tokens, dollars, spent)
-            raise
-        began = run.clock()
-        status = "ok"
+            began = run.clock()
+
+        wire = Wire(admit if self.on_wire else None)
         try:
-            with capture() as headers:
+            if not self.on_wire:
+                await admit()
+            with on_wire(wire):
                 response = await self._send(send)
         except ModelHTTPError as exc:
             status = str(exc.status_code)
@@ -188,17 +194,18 @@ class ModelCall:
             status = type(exc).__name__
             raise
         else:
-            spent = self._succeeded(response, admission, headers, began)
+            spent = self._succeeded(response, admission, wire.headers, began or run.clock())
             ctx.charge(spent)
             return response
         finally:
-            limiter.release(admission)
             ledger.settle(tokens, dollars, spent)
-            seconds = run.clock() - began
-            run.busy += seconds
-            run.leaf_calls += 1
-            if run.bus.active:
-                run.bus.emit(ModelCalled(run.run_id, ctx.path, run.now(), self.name, n, status, spent, seconds))
+            if began is not None:  # it was admitted: give the admission back, and count the call
+                limiter.release(admission)
+                seconds = run.clock() - began
+                run.busy += seconds
+                run.leaf_calls += 1
+                if run.bus.active:
+                    run.bus.emit(ModelCalled(run.run_id, ctx.path, run.now(), self.name, n, status, spent, seconds))
 
     async def _send(self, send: Callable[[], Awaitable[ModelResponse]]) -> ModelResponse:
         ledger = self.run.ledger

@@ -25,7 +25,7 @@ from pydantic_ai.settings import ModelSettings
 from fanfold._calls import ModelCall
 from fanfold._context import Context, RunState
 from fanfold._errors import UsageError
-from fanfold._providers import ModelRef, build_model, parse_model
+from fanfold._providers import ModelRef, build_model, builds_client, parse_model
 from fanfold._usage import Price, Usage
 
 # The task whose agent is making model requests: set around the pydantic-ai run, read by the
@@ -157,6 +157,7 @@ class LLMAgent:
                 price=self._price,
                 estimate=self._estimate,
                 output_tokens=self._output_tokens,
+                on_wire=builds_client(self._ref),
             )
             governed = run.services[key] = GovernedModel(base, call)
         return governed

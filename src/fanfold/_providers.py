@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,10 +22,23 @@ from urllib.parse import urlsplit
 from fanfold._errors import UsageError
 from fanfold._governor import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS
 
-# The headers of the responses to the model request running in this task (see ``capture``).
-_HEADERS: contextvars.ContextVar[list[Mapping[str, str]] | None] = contextvars.ContextVar(
-    "fanfold_response_headers", default=None
-)
+
+class Wire:
+    """One model request's passage through the HTTP client fanfold built: admission is taken
+    by the request hook, just before the request goes on the wire (after pydantic-ai and the
+    SDK have done their work, which at the start of a large fan-out waits behind every other
+    task's), and the responses' headers are kept for the governor."""
+
+    __slots__ = ("admit", "admitted", "headers")
+
+    def __init__(self, admit: Callable[[], Awaitable[None]] | None) -> None:
+        self.admit = admit
+        self.admitted = False
+        self.headers: list[Mapping[str, str]] = []
+
+
+# The model request running in this task, if it goes through a client fanfold built.
+_WIRE: contextvars.ContextVar[Wire | None] = contextvars.ContextVar("fanfold_wire", default=None)
 
 # provider prefix -> (SDK family, API key variable, base URL variable)
 _BUILT_HERE = {
@@ -96,10 +109,22 @@ def parse_model(model: str, *, api_key: str | None, base_url: str | None, group:
     return ModelRef(provider, name, base_url, api_key, group)
 
 
-async def _capture_response(response: Any) -> None:
-    box = _HEADERS.get()
-    if box is not None:
-        box.append(response.headers)
+async def _on_request(request: Any) -> None:
+    wire = _WIRE.get()
+    if wire is not None and wire.admit is not None and not wire.admitted:
+        await wire.admit()
+        wire.admitted = True
+
+
+async def _on_response(response: Any) -> None:
+    wire = _WIRE.get()
+    if wire is not None:
+        wire.headers.append(response.headers)
+
+
+def builds_client(ref: ModelRef | None) -> bool:
+    """Whether fanfold builds this model's HTTP client (and so admits its requests on the wire)."""
+    return ref is not None and ref.provider in _BUILT_HERE
 
 
 def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
@@ -112,7 +137,7 @@ def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
     sdk, key_var, url_var = family
     api_key = ref.api_key or os.environ.get(key_var) or "not-needed"
     base_url = ref.base_url or os.environ.get(url_var) or None
-    hooks = {"response": [_capture_response]}
+    hooks = {"request": [_on_request], "response": [_on_response]}
     if sdk == "openai":
         import openai
         from pydantic_ai.providers.openai import OpenAIProvider
@@ -138,18 +163,20 @@ def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
     return infer_model(ref.spec, provider_factory=lambda _: AnthropicProvider(anthropic_client=anthropic_client))
 
 
-class capture:
-    """Collect the headers of responses received inside the block, in this task."""
+class on_wire:  # noqa: N801 - used as a context manager, like contextlib's
+    """Route the model request made inside the block through ``wire``."""
 
-    __slots__ = ("_token", "headers")
+    __slots__ = ("_token", "wire")
 
-    def __enter__(self) -> list[Mapping[str, str]]:
-        self.headers: list[Mapping[str, str]] = []
-        self._token = _HEADERS.set(self.headers)
-        return self.headers
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+
+    def __enter__(self) -> Wire:
+        self._token = _WIRE.set(self.wire)
+        return self.wire
 
     def __exit__(self, *exc: object) -> None:
-        _HEADERS.reset(self._token)
+        _WIRE.reset(self._token)
 
 
 # -- what the headers say --------------------------------------------------------------------
