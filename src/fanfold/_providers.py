@@ -163,7 +163,7 @@ def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
     return infer_model(ref.spec, provider_factory=lambda _: AnthropicProvider(anthropic_client=anthropic_client))
 
 
-class on_wire:  # noqa: N801 - used as a context manager, like contextlib's
+class on_wire:
     """Route the model request made inside the block through ``wire``."""
 
     __slots__ = ("_token", "wire")
