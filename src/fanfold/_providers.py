@@ -137,7 +137,7 @@ def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
     sdk, key_var, url_var = family
     api_key = ref.api_key or os.environ.get(key_var) or "not-needed"
     base_url = ref.base_url or os.environ.get(url_var) or None
-    hooks = {"request": [_on_request], "response": [_on_response]}
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [_on_request], "response": [_on_response]}
     if sdk == "openai":
         import openai
         from pydantic_ai.providers.openai import OpenAIProvider
