@@ -164,7 +164,7 @@ class ModelCall:
         run = self.run
         ledger = run.ledger
         tokens, dollars = self._reservation(cost)
-        ledger.reserve(tokens, dollars)
+        await ledger.reserve(tokens, dollars)
         admission = Admission(self._resources, cost)
         limiter = run.limiter
         spent = Usage()

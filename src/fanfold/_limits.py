@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import itertools
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -125,7 +126,11 @@ class ConcurrencyLimiter(Limiter):
         self._free: dict[str, int] = {k: v for k, v in limits.resources.items() if isinstance(v, int)}
         self._rates: dict[str, RateLimit] = {k: v for k, v in limits.resources.items() if isinstance(v, RateLimit)}
         self._metered: dict[str, ProviderResource] = {}
-        self._waiters: deque[tuple[Admission, asyncio.Future[None]]] = deque()
+        # Waiters queue by the resources they name (most leaves of a run name the same ones), so
+        # a wake looks at one head per queue, not at every waiter behind a busy resource.
+        self._queues: dict[tuple[str, ...], deque[_Waiter]] = {}
+        self._waiting = 0
+        self._arrivals = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
@@ -173,7 +178,7 @@ class ConcurrencyLimiter(Limiter):
                 metered[name].take(admission.cost)
 
     def try_acquire(self, admission: Admission) -> bool:
-        if self._waiters or self._wait(admission, None):
+        if self._waiting or self._wait(admission, None):
             return False
         self._take(admission)
         return True
@@ -182,16 +187,19 @@ class ConcurrencyLimiter(Limiter):
         if self.try_acquire(admission):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (admission, future)
-        self._waiters.append(entry)
+        queue = self._queues.get(admission.resources)
+        if queue is None:
+            queue = self._queues[admission.resources] = deque()
+        queue.append((next(self._arrivals), admission, future))
+        self._waiting += 1
         self._wake()
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.release(admission)  # granted and cancelled in the same breath: give it back
-            elif entry in self._waiters:
-                self._waiters.remove(entry)
+            else:
+                self._waiting -= 1  # its entry is dropped when it reaches the head of its queue
                 self._wake()  # it may have held back waiters on its resources
             raise
 
@@ -204,31 +212,38 @@ class ConcurrencyLimiter(Limiter):
                 free[name] += 1
             elif name in metered:
                 metered[name].release(admission.cost, admission.usage)
-        if self._waiters:
+        if self._waiting:
             self._wake()
 
     def _wake(self) -> None:
-        waiters = self._waiters
-        passed_over: list[tuple[Admission, asyncio.Future[None]]] = []
         held: set[str] = set()  # resources a waiter ahead is waiting for: FIFO per resource
         soonest = math.inf
         now = _now() if self._metered else 0.0
-        while waiters and self._free_total >= 1:
-            entry = waiters.popleft()
-            admission, future = entry
-            if future.done():
+        # Queues in the order their heads arrived, so that across queues the oldest goes first.
+        for key, queue in sorted(self._queues.items(), key=_head_arrival):
+            if self._free_total < 1:
+                break
+            if held and not held.isdisjoint(key):
                 continue
-            resources = admission.resources
-            wait = math.inf if held and not held.isdisjoint(resources) else self._wait(admission, now)
-            if not wait:
+            while queue:
+                _, admission, future = queue[0]
+                if future.done():  # cancelled while waiting
+                    queue.popleft()
+                    continue
+                if self._free_total < 1:
+                    break
+                wait = self._wait(admission, now)
+                if wait:
+                    held.update(key)
+                    soonest = min(soonest, wait)
+                    break
+                queue.popleft()
+                self._waiting -= 1
                 self._take(admission)
                 future.set_result(None)
-                continue
-            passed_over.append(entry)
-            held.update(resources)
-            soonest = min(soonest, wait)
-        waiters.extendleft(reversed(passed_over))
-        if soonest < math.inf and waiters:
+            if not queue:
+                del self._queues[key]
+        if soonest < math.inf and self._waiting:
             self._wake_at(now + soonest)
 
     def _wake_at(self, when: float) -> None:
@@ -242,8 +257,16 @@ class ConcurrencyLimiter(Limiter):
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = math.inf
-        if self._waiters:
+        if self._waiting:
             self._wake()
+
+
+_Waiter = tuple[int, Admission, "asyncio.Future[None]"]
+
+
+def _head_arrival(item: tuple[tuple[str, ...], deque[_Waiter]]) -> int:
+    queue = item[1]
+    return queue[0][0] if queue else -1
 
 
 def _now() -> float:

@@ -85,8 +85,10 @@ class Budget:
     and ``requests``. Calls reserve before they are admitted and settle after.
 
     When a call does not fit, it is not made and its task ends ``skipped`` with the reason, as
-    does every input not yet started; calls already in flight finish (``in_flight="finish"``)
-    or are cancelled and end ``skipped`` too (``in_flight="cancel"``).
+    does every input not yet started. With ``in_flight="finish"`` (the default), calls in flight
+    finish, and a call that would fit once they have (they may spend less than they reserved)
+    waits for them; with ``in_flight="cancel"``, the first call that does not fit ends the
+    spending: calls in flight are cancelled and end ``skipped`` too.
 
     >>> ff.Budget(tokens=1_000_000, cost=5.0)
     Budget(tokens=1000000, cost=5.0, requests=None, in_flight='finish')
@@ -117,33 +119,62 @@ class Ledger:
         self._reserved_requests = 0
         self.exhausted: str | None = None
         self._scopes: set[asyncio.Timeout] = set()
+        self._settled = asyncio.Event()
+        self._waiting = 0
 
-    def reserve(self, tokens: float, cost: float) -> None:
-        """Reserve one request's worth, or raise :class:`BudgetExhausted` naming the limit."""
+    async def reserve(self, tokens: float, cost: float) -> None:
+        """Reserve one request's worth. A request that fits only once calls in flight have
+        settled (they may spend less than they reserved) waits for them; one that cannot fit
+        whatever they spend raises :class:`BudgetExhausted`, naming the limit."""
         budget = self.budget
         if budget is None:
             return
-        if self.exhausted is None:
-            spent = self.spent
-            if budget.requests is not None and spent.requests + self._reserved_requests + 1 > budget.requests:
-                self._exhaust(f"requests: {spent.requests} of {budget.requests} spent")
-            elif budget.tokens is not None and spent.tokens + self._reserved_tokens + tokens > budget.tokens:
-                self._exhaust(f"tokens: {spent.tokens:,} of {budget.tokens:,} spent")
-            elif budget.cost is not None and spent.cost + self._reserved_cost + cost > budget.cost:
-                self._exhaust(f"cost: ${spent.cost:.4f} of ${budget.cost:.4f} spent")
-        if self.exhausted is not None:
-            raise BudgetExhausted(f"the run's budget is exhausted ({self.exhausted})")
+        # Under "cancel", the first call that does not fit ends the spending; under "finish",
+        # calls in flight finish and what they leave is used.
+        patient = budget.in_flight == "finish"
+        while True:
+            if self.exhausted is None:
+                short = self._short(budget, tokens, cost, reserved=not patient)
+                if short is not None:
+                    self._exhaust(short)
+            if self.exhausted is not None:
+                raise BudgetExhausted(f"the run's budget is exhausted ({self.exhausted})")
+            if self._short(budget, tokens, cost, reserved=True) is None:
+                break
+            self._waiting += 1
+            try:
+                await self._settled.wait()
+            finally:
+                self._waiting -= 1
         self._reserved_requests += 1
         self._reserved_tokens += tokens
         self._reserved_cost += cost
 
+    def _short(self, budget: Budget, tokens: float, cost: float, *, reserved: bool) -> str | None:
+        """What the budget is short of for this request (counting reservations or not)."""
+        spent = self.spent
+        requests = spent.requests + 1 + (self._reserved_requests if reserved else 0)
+        if budget.requests is not None and requests > budget.requests:
+            return f"requests: {spent.requests} of {budget.requests} spent"
+        if (
+            budget.tokens is not None
+            and spent.tokens + tokens + (self._reserved_tokens if reserved else 0) > budget.tokens
+        ):
+            return f"tokens: {spent.tokens:,} of {budget.tokens:,} spent"
+        if budget.cost is not None and spent.cost + cost + (self._reserved_cost if reserved else 0) > budget.cost:
+            return f"cost: ${spent.cost:.4f} of ${budget.cost:.4f} spent"
+        return None
+
     def settle(self, tokens: float, cost: float, spent: Usage) -> None:
         """Replace a reservation by what the call spent."""
+        self.spent = self.spent + spent
         if self.budget is not None:
             self._reserved_requests -= 1
             self._reserved_tokens -= tokens
             self._reserved_cost -= cost
-        self.spent = self.spent + spent
+            if self._waiting:
+                self._settled.set()  # wake every waiter to look again, then arm anew
+                self._settled = asyncio.Event()
 
     def _exhaust(self, what: str) -> None:
         self.exhausted = what
