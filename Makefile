@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/python examples/review_documents.py
+demo: $(STAMP)  # offline on the simulated provider; or a real model: make demo MODEL=openai:gpt-5-mini
+	$(BIN)/python examples/review_documents.py $(if $(MODEL),--model $(MODEL))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

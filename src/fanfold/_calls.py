@@ -89,7 +89,9 @@ class ModelCall:
         estimate: Callable[[Sequence[ModelMessage], ModelRequestParameters], int],
         output_tokens: int,
         on_wire: bool = False,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        self.retry = retry or PROVIDER_RETRY
         self.run = run
         self.on_wire = on_wire  # the HTTP client's request hook takes the admission
         self.name = resource
@@ -122,7 +124,7 @@ class ModelCall:
         try:
             return await self._attempt(ctx, send, cost, 1)
         except Exception as first:
-            if not PROVIDER_RETRY.should_retry(first):
+            if self.retry.attempts == 1 or not self.retry.should_retry(first):
                 raise
             failed = first
 
@@ -137,7 +139,7 @@ class ModelCall:
             if run.bus.active:
                 run.bus.emit(TaskRetrying(run.run_id, ctx.path, run.now(), n + 1, delay, ErrorInfo.of(exc)))
 
-        return await call_with_retries(replay, PROVIDER_RETRY, on_retry, hint=self._delay)
+        return await call_with_retries(replay, self.retry, on_retry, hint=self._delay)
 
     def _delay(self, exc: BaseException | None) -> float | None:
         if self.resource is not None and isinstance(exc, ModelHTTPError) and exc.status_code in THROTTLED:
@@ -176,13 +178,15 @@ class ModelCall:
             if not limiter.try_acquire(admission):
                 await limiter.acquire(admission)
             began = run.clock()
+            if wire.scope is not None and wire.limit is not None:  # the attempt's time starts now
+                wire.scope.reschedule(asyncio.get_running_loop().time() + wire.limit)
 
         wire = Wire(admit if self.on_wire else None)
         try:
             if not self.on_wire:
                 await admit()
             with on_wire(wire):
-                response = await self._send(send)
+                response = await self._send(send, n, wire)
         except ModelHTTPError as exc:
             status = str(exc.status_code)
             spent = Usage(requests=1, throttled=int(exc.status_code in THROTTLED))
@@ -207,20 +211,30 @@ class ModelCall:
                 if run.bus.active:
                     run.bus.emit(ModelCalled(run.run_id, ctx.path, run.now(), self.name, n, status, spent, seconds))
 
-    async def _send(self, send: Callable[[], Awaitable[ModelResponse]]) -> ModelResponse:
-        ledger = self.run.ledger
-        if ledger.budget is None or ledger.budget.in_flight != "cancel":
+    async def _send(self, send: Callable[[], Awaitable[ModelResponse]], n: int, wire: Wire) -> ModelResponse:
+        """Send, bounded by the run's per-attempt timeout (from admission on), and cancellable
+        by the budget."""
+        run = self.run
+        timeouts = run.timeouts
+        limit = timeouts.attempt if timeouts is not None else None
+        ledger = run.ledger
+        cancellable = ledger.budget is not None and ledger.budget.in_flight == "cancel"
+        if limit is None and not cancellable:
             return await send()
+        admitted_on_wire = wire.admit is not None
         try:
-            async with asyncio.timeout(None) as scope:
-                ledger.track(scope)
+            async with asyncio.timeout(None if admitted_on_wire else limit) as scope:
+                wire.scope, wire.limit = scope, limit
+                if cancellable:
+                    ledger.track(scope)
                 return await send()
         except TimeoutError:
-            if scope.expired():
-                raise BudgetExhausted(
-                    f"the run's budget is exhausted ({ledger.exhausted}); cancelled in flight"
-                ) from None
-            raise
+            if not scope.expired():
+                raise
+            if ledger.exhausted is not None and cancellable:
+                what = f"the run's budget is exhausted ({ledger.exhausted}); cancelled in flight"
+                raise BudgetExhausted(what) from None
+            raise TaskTimeout(f"model request attempt {n} timed out after {limit:g}s") from None
         finally:
             ledger.untrack(scope)
 

@@ -15,17 +15,18 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import BaseModel
 from pydantic_ai import Agent as PydanticAgent
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, RetryPromptPart
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
+from pydantic_core import to_json
 
 from fanfold._calls import ModelCall
 from fanfold._context import Context, RunState
 from fanfold._errors import UsageError
 from fanfold._providers import ModelRef, build_model, builds_client, parse_model
+from fanfold._retry import RetryPolicy
 from fanfold._usage import Price, Usage
 
 # The task whose agent is making model requests: set around the pydantic-ai run, read by the
@@ -96,8 +97,10 @@ class LLMAgent:
         price: Price | None,
         estimate: Estimator,
         output_tokens: int,
+        retry: RetryPolicy | None,
     ) -> None:
         self._agent = agent
+        self._retry = retry
         self._ref = ref
         self._model = model
         self.name = name
@@ -128,9 +131,8 @@ class LLMAgent:
             return self._prompt(input)
         if isinstance(input, str):
             return input
-        if isinstance(input, BaseModel):
-            return input.model_dump_json()
-        return json.dumps(input, default=str, ensure_ascii=False)
+        # JSON as pydantic writes it: models (and lists of them, as a reducer gets) included.
+        return to_json(input, fallback=str).decode()
 
     def _governed(self, run: RunState) -> GovernedModel:
         """This run's governed model: one client and one resource per model, shared by every
@@ -158,6 +160,7 @@ class LLMAgent:
                 estimate=self._estimate,
                 output_tokens=self._output_tokens,
                 on_wire=builds_client(self._ref),
+                retry=self._retry,
             )
             governed = run.services[key] = GovernedModel(base, call)
         return governed
@@ -197,6 +200,7 @@ def llm(
     base_url: str | None = None,
     estimate: Estimator = estimate_input_tokens,
     output_tokens: int = 512,
+    retry: RetryPolicy | None = None,
 ) -> LLMAgent:
     """An LLM agent on pydantic-ai: instructions, tools, structured output, any provider.
 
@@ -214,6 +218,8 @@ def llm(
     tokens). ``estimate`` counts a request's input tokens before it is sent (a token per four
     characters by default); its output is reserved at ``max_tokens`` when the model settings
     give one, else at the larger of ``output_tokens`` and what the model's answers have used.
+    ``retry`` replaces the policy for model requests (by default: 8 attempts of transient
+    errors, backoff from half a second, at most 10 minutes in all).
 
     >>> from pydantic_ai.models.test import TestModel
     >>> ff.run_sync(ff.map(ff.llm(TestModel(custom_output_text="ok"))), ["a", "b"]).output
@@ -221,6 +227,8 @@ def llm(
     """
     if isinstance(output_tokens, bool) or not isinstance(output_tokens, int) or output_tokens < 1:
         raise UsageError(f"ff.llm(output_tokens={output_tokens!r}): pass a whole number of tokens >= 1")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise UsageError(f"ff.llm(retry={retry!r}): pass ff.RetryPolicy(retry_on=..., attempts=...)")
     if price is not None and not isinstance(price, Price):
         raise UsageError(f"ff.llm(price={price!r}): pass ff.Price(input=..., output=...) in dollars per million tokens")
     ref: ModelRef | None = None
@@ -268,4 +276,5 @@ def llm(
         price=price,
         estimate=estimate,
         output_tokens=output_tokens,
+        retry=retry,
     )

@@ -11,6 +11,7 @@ pydantic-ai's own ``infer_model``; their errors still carry their headers.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import os
@@ -29,12 +30,14 @@ class Wire:
     SDK have done their work, which at the start of a large fan-out waits behind every other
     task's), and the responses' headers are kept for the governor."""
 
-    __slots__ = ("admit", "admitted", "headers")
+    __slots__ = ("admit", "admitted", "headers", "limit", "scope")
 
     def __init__(self, admit: Callable[[], Awaitable[None]] | None) -> None:
         self.admit = admit
         self.admitted = False
         self.headers: list[Mapping[str, str]] = []
+        self.scope: asyncio.Timeout | None = None  # the attempt's timeout, started at admission
+        self.limit: float | None = None
 
 
 # The model request running in this task, if it goes through a client fanfold built.
