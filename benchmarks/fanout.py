@@ -66,7 +66,11 @@ def direct(sim: SimulatorProcess) -> tuple[float, float]:
 def with_fanfold(sim: SimulatorProcess) -> tuple[float, float]:
     async def main() -> None:
         agent = ff.llm("openai-chat:sim-1", base_url=sim.openai_base_url, api_key="sk-bench")
-        result = await ff.run(ff.map(agent), prompts(CALLS), limits=ff.Limits(concurrency=CONCURRENCY))
+        # The concurrency is given, as for the direct calls: with none known and no rate-limit
+        # headers, fanfold would first ramp up to it (a safety the direct calls do without).
+        known = {"openai-chat:sim-1": ff.RateLimit(concurrency=CONCURRENCY)}
+        limits = ff.Limits(concurrency=CONCURRENCY, resources=known)
+        result = await ff.run(ff.map(agent), prompts(CALLS), limits=limits)
         assert result.summary.succeeded == CALLS, result.summary
 
     return measure(main)

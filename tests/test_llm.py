@@ -223,3 +223,35 @@ def test_the_key_never_reaches_resource_names_or_events() -> None:
     agent = ff.llm("openai-chat:gpt-5-mini", api_key=secret, base_url="http://127.0.0.1:9/v1")
     assert secret not in repr(agent._ref)  # type: ignore[attr-defined]
     assert secret not in agent._ref.resource  # type: ignore[attr-defined]
+
+
+def test_streamed_requests_are_governed_too() -> None:
+    """pydantic-ai streams a request when asked for events: it still reserves, is admitted and
+    is accounted for (through the model wrapper's own stream path)."""
+    from fanfold._llm import _CALLER
+
+    async def stream_text(messages: list[ModelMessage], info: AgentInfo) -> Any:
+        yield "streamed "
+        yield "answer"
+
+    llm = ff.llm(FunctionModel(stream_function=stream_text))
+
+    async def handler(ctx: Any, stream: Any) -> None:
+        async for _ in stream:
+            pass
+
+    async def streaming(prompt: str, ctx: ff.Context) -> str:
+        model = llm._governed(ctx.run)  # type: ignore[attr-defined]
+        token = _CALLER.set(ctx)
+        try:
+            answer = await Agent(model).run(prompt, event_stream_handler=handler)
+        finally:
+            _CALLER.reset(token)
+        return answer.output
+
+    log = EventLog()
+    result = ff.run_sync(ff.map(streaming), ["a", "b", "c"], budget=ff.Budget(requests=2), on_event=log)
+    assert result.output == ["streamed answer", "streamed answer"]
+    assert result.summary.counts[ff.Status.SKIPPED] == 1
+    assert result.summary.usage.requests == 2
+    assert [c.status for c in log.of_type(events.ModelCalled)] == ["ok", "ok"]

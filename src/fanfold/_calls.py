@@ -12,7 +12,8 @@ resumes by refilling its buckets from empty, so waiters do not wake together.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from pydantic_ai.exceptions import (
@@ -23,7 +24,7 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
 )
 from pydantic_ai.messages import ModelMessage, ModelResponse
-from pydantic_ai.models import ModelRequestParameters
+from pydantic_ai.models import ModelRequestParameters, StreamedResponse
 
 from fanfold._context import Context, RunState
 from fanfold._errors import BudgetExhausted, TaskTimeout, UsageError
@@ -118,8 +119,7 @@ class ModelCall:
         parameters: ModelRequestParameters,
         max_tokens: int | None,
     ) -> ModelResponse:
-        output = float(max_tokens) if max_tokens else max(self._output_tokens, self._seen_output)
-        cost = {"input_tokens": float(self._estimate(messages, parameters)), "output_tokens": output}
+        cost = self._cost(messages, parameters, max_tokens)
         # The first attempt runs outside tenacity: most requests succeed, and should cost nothing extra.
         try:
             return await self._attempt(ctx, send, cost, 1)
@@ -160,56 +160,74 @@ class ModelCall:
             )
         return tokens, price.of(cost["input_tokens"], cost["output_tokens"])
 
+    def _cost(
+        self, messages: Sequence[ModelMessage], parameters: ModelRequestParameters, max_tokens: int | None
+    ) -> dict[str, float]:
+        output = float(max_tokens) if max_tokens else max(self._output_tokens, self._seen_output)
+        return {"input_tokens": float(self._estimate(messages, parameters)), "output_tokens": output}
+
     async def _attempt(
         self, ctx: Context, send: Callable[[], Awaitable[ModelResponse]], cost: dict[str, float], n: int
     ) -> ModelResponse:
+        async with self._admitted(ctx, cost, n) as call:
+            with on_wire(call.wire):
+                response = await self._send(send, n, call.wire)
+            call.answered(response)
+        return response
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        ctx: Context,
+        open_stream: Callable[[], AbstractAsyncContextManager[StreamedResponse]],
+        messages: Sequence[ModelMessage],
+        parameters: ModelRequestParameters,
+        max_tokens: int | None,
+    ) -> AsyncIterator[StreamedResponse]:
+        """A streamed request, governed like any other (but not retried: part of it may have
+        reached the caller)."""
+        async with self._admitted(ctx, self._cost(messages, parameters, max_tokens), 1) as call:
+            async with AsyncExitStack() as stack:
+                with on_wire(call.wire):  # the request goes out as the stream opens
+                    response = await stack.enter_async_context(open_stream())
+                yield response
+            call.answered(response.get())
+
+    @asynccontextmanager
+    async def _admitted(self, ctx: Context, cost: dict[str, float], n: int) -> AsyncIterator[_Call]:
+        """Reserve from the budget, take admission (here, or on the wire), and account for
+        whatever the request inside the block ends in."""
         run = self.run
         ledger = run.ledger
         tokens, dollars = self._reservation(cost)
         await ledger.reserve(tokens, dollars)
-        admission = Admission(self._resources, cost)
-        limiter = run.limiter
-        spent = Usage()
+        call = _Call(self, ctx, Admission(self._resources, cost))
         status = "ok"
-        began: float | None = None
-
-        async def admit() -> None:
-            nonlocal began
-            if not limiter.try_acquire(admission):
-                await limiter.acquire(admission)
-            began = run.clock()
-            if wire.scope is not None and wire.limit is not None:  # the attempt's time starts now
-                wire.scope.reschedule(asyncio.get_running_loop().time() + wire.limit)
-
-        wire = Wire(admit if self.on_wire else None)
         try:
             if not self.on_wire:
-                await admit()
-            with on_wire(wire):
-                response = await self._send(send, n, wire)
+                await call.admit()
+            yield call
         except ModelHTTPError as exc:
             status = str(exc.status_code)
-            spent = Usage(requests=1, throttled=int(exc.status_code in THROTTLED))
-            ctx.charge(spent)
+            call.spent = Usage(requests=1, throttled=int(exc.status_code in THROTTLED))
+            ctx.charge(call.spent)
             if exc.status_code in THROTTLED:
                 self._throttled(ctx, exc)
             raise
         except BaseException as exc:
             status = type(exc).__name__
             raise
-        else:
-            spent = self._succeeded(response, admission, wire.headers, began or run.clock())
-            ctx.charge(spent)
-            return response
         finally:
-            ledger.settle(tokens, dollars, spent)
+            ledger.settle(tokens, dollars, call.spent)
+            began = call.began
             if began is not None:  # it was admitted: give the admission back, and count the call
-                limiter.release(admission)
+                run.limiter.release(call.admission)
                 seconds = run.clock() - began
                 run.busy += seconds
                 run.leaf_calls += 1
                 if run.bus.active:
-                    run.bus.emit(ModelCalled(run.run_id, ctx.path, run.now(), self.name, n, status, spent, seconds))
+                    event = ModelCalled(run.run_id, ctx.path, run.now(), self.name, n, status, call.spent, seconds)
+                    run.bus.emit(event)
 
     async def _send(self, send: Callable[[], Awaitable[ModelResponse]], n: int, wire: Wire) -> ModelResponse:
         """Send, bounded by the run's per-attempt timeout (from admission on), and cancellable
@@ -238,7 +256,7 @@ class ModelCall:
         finally:
             ledger.untrack(scope)
 
-    def _succeeded(self, response: ModelResponse, admission: Admission, headers: list[Any], began: float) -> Usage:
+    def succeeded(self, response: ModelResponse, admission: Admission, headers: list[Any], began: float) -> Usage:
         usage = response.usage
         inp, out = usage.input_tokens, usage.output_tokens
         admission.usage = {"input_tokens": float(inp), "output_tokens": float(out)}
@@ -261,3 +279,32 @@ class ModelCall:
         if run.bus.active:
             event = Throttled(run.run_id, ctx.path, run.now(), self.name, exc.status_code, pause, resource.snapshot())
             run.bus.emit(event)
+
+
+class _Call:
+    """One admitted (or about to be admitted) model request."""
+
+    __slots__ = ("admission", "began", "ctx", "model_call", "spent", "wire")
+
+    def __init__(self, model_call: ModelCall, ctx: Context, admission: Admission) -> None:
+        self.model_call = model_call
+        self.ctx = ctx
+        self.admission = admission
+        self.began: float | None = None
+        self.spent = Usage()
+        self.wire = Wire(self.admit if model_call.on_wire else None)
+
+    async def admit(self) -> None:
+        run = self.model_call.run
+        limiter = run.limiter
+        if not limiter.try_acquire(self.admission):
+            await limiter.acquire(self.admission)
+        self.began = run.clock()
+        wire = self.wire
+        if wire.scope is not None and wire.limit is not None:  # the attempt's time starts now
+            wire.scope.reschedule(asyncio.get_running_loop().time() + wire.limit)
+
+    def answered(self, response: ModelResponse) -> None:
+        began = self.began if self.began is not None else self.model_call.run.clock()
+        self.spent = self.model_call.succeeded(response, self.admission, self.wire.headers, began)
+        self.ctx.charge(self.spent)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from pydantic_ai import Agent as PydanticAgent
+from pydantic_ai import RunContext
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, RetryPromptPart
-from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 from pydantic_core import to_json
@@ -77,8 +79,32 @@ class GovernedModel(WrapperModel):
         async def send() -> ModelResponse:
             return await self.wrapped.request(messages, model_settings, model_request_parameters)
 
-        max_tokens = (model_settings or {}).get("max_tokens") or (self.wrapped.settings or {}).get("max_tokens")
-        return await self.call.request(ctx, send, messages, model_request_parameters, max_tokens)
+        return await self.call.request(ctx, send, messages, model_request_parameters, self._max_tokens(model_settings))
+
+    @asynccontextmanager
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+        run_context: RunContext[Any] | None = None,
+    ) -> AsyncIterator[StreamedResponse]:
+        ctx = _CALLER.get()
+
+        def open_stream() -> AbstractAsyncContextManager[StreamedResponse]:
+            return self.wrapped.request_stream(messages, model_settings, model_request_parameters, run_context)
+
+        if ctx is None:  # used outside a fanfold run: nothing to govern
+            async with open_stream() as response:
+                yield response
+            return
+        max_tokens = self._max_tokens(model_settings)
+        async with self.call.stream(ctx, open_stream, messages, model_request_parameters, max_tokens) as response:
+            yield response
+
+    def _max_tokens(self, model_settings: ModelSettings | None) -> int | None:
+        value = (model_settings or {}).get("max_tokens") or (self.wrapped.settings or {}).get("max_tokens")
+        return value if isinstance(value, int) else None
 
 
 class LLMAgent:
