@@ -27,6 +27,7 @@ from _common import SimulatorProcess, check, gated_gather, info, title
 CALLS = int(os.environ.get("CALLS", "10000"))
 BASELINE_CALLS = CALLS * 2 // 5  # the default transport is slow: fewer calls give its rate as well
 CONCURRENCY = 2_000
+REPEATS = 2
 LATENCY = 1.0
 SIM_ARGS = ("--latency", str(LATENCY), "--latency-distribution", "fixed", "--output-tokens", "20")
 
@@ -98,12 +99,14 @@ def raw_sdk(sim: SimulatorProcess, http_client: Any) -> tuple[float, float]:
 def main() -> None:
     title(f"fan-out: {CALLS:,} calls of {LATENCY:g}s at {CONCURRENCY:,} at once")
     with SimulatorProcess(*SIM_ARGS) as sim:
-        direct_wall, direct_cpu = direct(sim)
-        ff_wall, ff_cpu = with_fanfold(sim)
+        # Interleaved and repeated, the best of each kept: noise on a shared machine only adds.
+        runs = [(direct(sim), with_fanfold(sim)) for _ in range(REPEATS)]
+        direct_wall, direct_cpu = (min(run[0][i] for run in runs) for i in (0, 1))
+        ff_wall, ff_cpu = (min(run[1][i] for run in runs) for i in (0, 1))
         default_wall, _ = raw_sdk(sim, None)
         aiohttp_wall, _ = raw_sdk(sim, openai.DefaultAioHttpClient())
         stats = sim.stats()
-    assert stats["by_status"].get("200", 0) == 2 * CALLS + 2 * BASELINE_CALLS, stats["by_status"]
+    assert stats["by_status"].get("200", 0) == 2 * REPEATS * CALLS + 2 * BASELINE_CALLS, stats["by_status"]
     ideal = CONCURRENCY / LATENCY
     for name, wall, cpu in (("direct pydantic-ai", direct_wall, direct_cpu), ("fanfold", ff_wall, ff_cpu)):
         rate = CALLS / wall
