@@ -696,6 +696,7 @@ _types = st.recursive(
     lambda inner: st.one_of(
         inner.map(lambda t: list[t]),
         inner.map(lambda t: dict[str, t]),
+        inner.map(lambda t: dict[Literal["high", "low"], t]),  # propertyNames: keys from an enum
         inner.map(lambda t: Union[t, None]),  # noqa: UP007 - `t | None` fails when t is None
         st.builds(lambda t, n: Annotated[list[t], Field(min_length=n)], inner, st.integers(0, 3)),
         st.lists(inner, min_size=1, max_size=4).map(_model),

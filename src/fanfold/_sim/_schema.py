@@ -126,7 +126,9 @@ class _Filler:
             value[name] = "text"
         extra = schema.get("additionalProperties")
         if not properties and isinstance(extra, Mapping) and depth <= _SHALLOW:
-            value["key"] = self.fill(extra, depth + 1)
+            names_schema = schema.get("propertyNames")
+            key = self.fill(names_schema, depth + 1) if isinstance(names_schema, Mapping) else "key"
+            value[key if isinstance(key, str) else "key"] = self.fill(extra, depth + 1)
         return value
 
     def _array(self, schema: Mapping[str, Any], depth: int) -> list[Any]:
