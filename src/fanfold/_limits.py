@@ -144,9 +144,6 @@ class ConcurrencyLimiter(Limiter):
             resource = self._metered[name] = ProviderResource(name, limit, _now())
         return resource
 
-    def metered(self) -> dict[str, ProviderResource]:
-        return dict(self._metered)
-
     def _wait(self, admission: Admission, now: float | None) -> float:
         """0 if it fits now; else seconds until it may (``inf``: until a slot is released)."""
         if self._free_total < 1:

@@ -140,30 +140,29 @@ def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
     sdk, key_var, url_var = family
     api_key = ref.api_key or os.environ.get(key_var) or "not-needed"
     base_url = ref.base_url or os.environ.get(url_var) or None
-    hooks: dict[str, list[Callable[..., Any]]] = {"request": [_on_request], "response": [_on_response]}
+    sdk_module: Any
+    client_class: Any
+    provider_of: Callable[[Any], Any]
     if sdk == "openai":
-        import openai
+        import openai as sdk_module
         from pydantic_ai.providers.openai import OpenAIProvider
 
-        openai_client = openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            max_retries=0,
-            http_client=openai.DefaultAioHttpClient(event_hooks=hooks),
-        )
-        cleanups.append(openai_client.close)
-        return infer_model(ref.spec, provider_factory=lambda _: OpenAIProvider(openai_client=openai_client))
-    import anthropic
-    from pydantic_ai.providers.anthropic import AnthropicProvider
+        client_class, provider_of = sdk_module.AsyncOpenAI, lambda c: OpenAIProvider(openai_client=c)
+    else:
+        import anthropic as sdk_module
+        from pydantic_ai.providers.anthropic import AnthropicProvider
 
-    anthropic_client = anthropic.AsyncAnthropic(
+        client_class, provider_of = sdk_module.AsyncAnthropic, lambda c: AnthropicProvider(anthropic_client=c)
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [_on_request], "response": [_on_response]}
+    client = client_class(
         api_key=api_key,
         base_url=base_url,
         max_retries=0,
-        http_client=anthropic.DefaultAioHttpClient(event_hooks=hooks),
+        http_client=sdk_module.DefaultAioHttpClient(event_hooks=hooks),
     )
-    cleanups.append(anthropic_client.close)
-    return infer_model(ref.spec, provider_factory=lambda _: AnthropicProvider(anthropic_client=anthropic_client))
+    cleanups.append(client.close)
+    provider = provider_of(client)
+    return infer_model(ref.spec, provider_factory=lambda _: provider)
 
 
 class on_wire:
