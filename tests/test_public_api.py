@@ -12,6 +12,8 @@ PUBLIC = [
     "parallel", "race", "run", "run_sync", "sequence", "start", "vote",
     # LLM agents and the provider governor
     "Budget", "BudgetExhausted", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
+    # Durable runs
+    "JournalEntry", "JournalFailed", "MemoryStore", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
 ]  # fmt: skip
 
 
@@ -33,7 +35,8 @@ def test_events_module_exports_typed_events() -> None:
 def test_exception_families() -> None:
     assert issubclass(ff.UsageError, ff.FanfoldError)
     assert issubclass(ff.UsageError, ValueError)
-    for run_error in (ff.FanoutFailed, ff.VoteFailed, ff.RaceFailed, ff.TaskTimeout, ff.RunFailed, ff.BudgetExhausted):
+    run_errors = (ff.FanoutFailed, ff.VoteFailed, ff.RaceFailed, ff.TaskTimeout, ff.RunFailed, ff.BudgetExhausted)
+    for run_error in (*run_errors, ff.JournalFailed):
         assert issubclass(run_error, ff.RunError)
     assert issubclass(ff.TaskTimeout, TimeoutError)
     for signal in (ff.Retry, ff.Skip):

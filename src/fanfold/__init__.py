@@ -12,6 +12,7 @@ from fanfold._errors import (
     BudgetExhausted,
     FanfoldError,
     FanoutFailed,
+    JournalFailed,
     RaceFailed,
     Retry,
     RunError,
@@ -31,6 +32,8 @@ from fanfold._patterns import Pattern, map, parallel, race, sequence  # noqa: A0
 from fanfold._policy import Collect, FailFast, FailurePolicy, MaxFailureRate, MaxFailures, Quorum, Tally, Verdict
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, start
+from fanfold._store import Entry as JournalEntry
+from fanfold._store import MemoryStore, PostgresStore, RunRecord, SQLiteStore, Store
 from fanfold._sync import as_completed_sync, run_sync
 from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import vote
@@ -51,13 +54,17 @@ __all__ = [
     "FanfoldError",
     "FanoutFailed",
     "FunctionAgent",
+    "JournalEntry",
+    "JournalFailed",
     "LLMAgent",
     "Limiter",
     "Limits",
     "MaxFailureRate",
     "MaxFailures",
+    "MemoryStore",
     "Outcome",
     "Pattern",
+    "PostgresStore",
     "Price",
     "Quorum",
     "RaceFailed",
@@ -68,10 +75,13 @@ __all__ = [
     "Run",
     "RunError",
     "RunFailed",
+    "RunRecord",
     "RunStatus",
+    "SQLiteStore",
     "Signal",
     "Skip",
     "Status",
+    "Store",
     "Summary",
     "Tally",
     "TaskTimeout",

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fanfold._errors import UsageError
 from fanfold._events import EventBus
@@ -25,6 +25,9 @@ from fanfold._limits import ConcurrencyLimiter, Limiter, Limits
 from fanfold._outcome import Outcome, empty_counts
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._usage import Budget, Ledger, Usage
+
+if TYPE_CHECKING:
+    from fanfold._journal import Journal
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,6 +61,7 @@ class OutcomeSink:
     def __init__(self, *, keep: bool, stream_size: int) -> None:
         self.keep = keep
         self.counts = empty_counts()
+        self.resumed = 0
         self.fed = False
         self.outcomes: list[Outcome[Any]] = []
         self._stream: deque[Outcome[Any]] | None = None
@@ -72,6 +76,8 @@ class OutcomeSink:
     def put(self, outcome: Outcome[Any]) -> None:
         self.fed = True
         self.counts[outcome.status] += 1
+        if outcome.resumed:
+            self.resumed += 1
         if self._stream is not None:
             self._stream.append(outcome)
             self._changed.set()
@@ -143,6 +149,7 @@ class RunState:
         # their owner, and closed when the run ends.
         self.services: dict[object, Any] = {}
         self.cleanups: list[Callable[[], Any]] = []
+        self.journal: Journal | None = None  # set when the run has a store
         self._executor: ThreadPoolExecutor | None = None
 
     def now(self) -> float:

@@ -8,6 +8,7 @@
     |   |   +-- RaceFailed    every racer failed
     |   +-- TaskTimeout       an attempt or a task ran past its timeout
     |   +-- BudgetExhausted   the run's budget cannot cover another model call (the task is skipped)
+    |   +-- JournalFailed     the run's store could not keep an outcome, so the run stopped
     |   +-- RunFailed         raised by ``ff.run``: the root failed (``.result`` holds partial results)
     +-- Signal                raised on purpose by user code
         +-- Retry             "retry this", optionally after a delay
@@ -60,6 +61,11 @@ class RaceFailed(FanoutFailed):
 class BudgetExhausted(RunError):
     """The run's budget cannot cover another model call. A task that meets it ends ``skipped``
     with this as its reason; what finished before is kept."""
+
+
+class JournalFailed(RunError):
+    """The run's store could not make an outcome durable. The run stops rather than report what
+    it could not keep; what was journaled stays, and the run can be resumed."""
 
 
 class RunFailed(RunError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generic, TypeVar
 
 from fanfold._usage import Usage
 
@@ -44,6 +44,8 @@ class Outcome(Generic[T]):
     ``start`` and ``end`` are seconds since the run started (``None`` when the task never
     started). ``exception`` is the live exception object for in-process use; ``error`` is the
     same as plain data. ``usage`` is what the task's model calls spent (``None``: it made none).
+    ``resumed`` is True for an outcome restored from the journal of an earlier attempt at the
+    run (its times are that attempt's).
     """
 
     index: int
@@ -58,6 +60,7 @@ class Outcome(Generic[T]):
     reason: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     usage: Usage | None = None
+    resumed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -76,7 +79,8 @@ class Summary:
 
     ``counts`` always adds up to ``total``. ``busy`` is the sum of the time leaf calls held a
     slot; ``parallelism`` is ``busy / wall``, the average number of leaf calls running at once.
-    ``usage`` adds up every model call of the run (tokens, requests, cost, 429s).
+    ``usage`` adds up every model call of the run (tokens, requests, cost, 429s); ``resumed``
+    counts the outcomes restored from the journal rather than run (they are in ``counts`` too).
     """
 
     total: int
@@ -87,10 +91,26 @@ class Summary:
     tasks: int
     leaf_calls: int
     usage: Usage = field(default_factory=Usage)
+    resumed: int = 0
 
     @property
     def parallelism(self) -> float:
         return self.busy / self.wall if self.wall > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready data (for a summary file, or a run store)."""
+        return {
+            "total": self.total,
+            "counts": {status.value: n for status, n in self.counts.items()},
+            "wall": self.wall,
+            "busy": self.busy,
+            "parallelism": self.parallelism,
+            "retries": self.retries,
+            "tasks": self.tasks,
+            "leaf_calls": self.leaf_calls,
+            "usage": asdict(self.usage),
+            "resumed": self.resumed,
+        }
 
     @property
     def succeeded(self) -> int:
@@ -106,6 +126,7 @@ class Summary:
             f"{self.total} inputs: {parts or 'none'}; wall {self.wall:.2f}s, busy {self.busy:.2f}s, "
             f"parallelism {self.parallelism:.1f}x, {self.retries} retries"
             + (f"; {self.usage}" if self.usage.requests else "")
+            + (f"; {self.resumed} restored from the journal" if self.resumed else "")
         )
 
 

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from os import PathLike
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from fanfold._agent import as_agent
+from fanfold._agent import agent_name, as_agent
 from fanfold._context import Context, RunState
 from fanfold._errors import RunFailed, UsageError
 from fanfold._events import Callback, Event, EventBus, RunFinished, RunStarted
+from fanfold._journal import describe, open_journal
 from fanfold._limits import Limiter, Limits
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._runtime import execute
+from fanfold._store import Store, open_store
 from fanfold._usage import Budget
 
 T = TypeVar("T")
@@ -82,6 +86,9 @@ class _Options:
     run_id: str | None = None
     limiter: Limiter | None = None
     budget: Budget | None = None
+    store: Store | str | PathLike[str] | None = None
+    resume: str | None = None
+    metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.limits is not None and not isinstance(self.limits, Limits):
@@ -97,6 +104,29 @@ class _Options:
             isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0
         ):
             raise UsageError(f"deadline={deadline!r}: pass the seconds the whole run may take, > 0")
+        if self.resume is not None:
+            if not isinstance(self.resume, str) or not self.resume:
+                raise UsageError(f"resume={self.resume!r}: pass the run id of the run to resume, a string")
+            if self.store is None:
+                raise UsageError(f"resume={self.resume!r} needs the store that journaled the run: pass store=...")
+            if self.run_id is not None and self.run_id != self.resume:
+                raise UsageError(f"run_id={self.run_id!r} and resume={self.resume!r} differ; pass one of them")
+        if self.metadata is not None:
+            try:
+                json.dumps(self.metadata)
+            except (TypeError, ValueError) as exc:
+                raise UsageError(
+                    f"metadata={self.metadata!r}: pass JSON data (a dict of str, numbers, lists): {exc}"
+                ) from exc
+
+    def journal_config(self, spec: Any) -> dict[str, Any]:
+        """What the run record keeps of the run: plain data, no secrets."""
+        settings = {
+            name: repr(getattr(self, name))
+            for name in ("limits", "retry", "timeouts", "deadline", "budget")
+            if getattr(self, name) is not None
+        }
+        return {"spec": describe(spec), "options": settings, "metadata": self.metadata or {}}
 
     @property
     def callbacks(self) -> list[Callback]:
@@ -199,7 +229,7 @@ class Run:
         else:
             self._display = None
         self._state = RunState(
-            run_id=options.run_id,
+            run_id=options.resume or options.run_id,
             limits=options.limits or Limits(),
             retry=options.retry,
             timeouts=options.timeouts,
@@ -211,11 +241,34 @@ class Run:
         )
 
     async def _main(self) -> Result[Any]:
+        state = self._state
+        assert state is not None
+        options = self._options
+        store = None if options.store is None else open_store(options.store)
         try:
-            return await self._body()
+            if store is None:
+                return await self._body()
+            journal = await open_journal(
+                store,
+                state.run_id,
+                agent_name(self._spec),
+                options.journal_config(self._spec),
+                options.resume is not None,
+            )
+            state.journal = journal
+            journal.start()
+            try:
+                result = await self._body()
+            finally:
+                await journal.aclose()
+            if journal.failure is not None:  # the record stays "running": unfinished, and resumable
+                raise journal.failure
+            await store.update_run(state.run_id, status=result.status.value, summary=result.summary.as_dict())
+            return result
         finally:
-            assert self._state is not None
-            await self._state.aclose()
+            await state.aclose()
+            if store is not None and store is not options.store:
+                await store.close()  # we opened it from a path or URL; a Store passed in is the caller's
 
     async def _body(self) -> Result[Any]:
         self._started = True
@@ -274,6 +327,7 @@ class Run:
             tasks=state.tasks,
             leaf_calls=state.leaf_calls,
             usage=state.ledger.spent,
+            resumed=sink.resumed,
         )
         error = root.error if root is not None and status is RunStatus.FAILED else None
         result: Result[Any] = Result(
@@ -332,6 +386,9 @@ async def run(
     run_id: str | None = None,
     limiter: Limiter | None = None,
     budget: Budget | None = None,
+    store: Store | str | PathLike[str] | None = None,
+    resume: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Result[Any]:
     """Run an agent or pattern on ``input`` and return its :class:`Result`.
 
@@ -341,8 +398,14 @@ async def run(
     ``on_event`` receives every event; ``progress`` shows a live display; ``keep=False`` keeps no
     outcomes in memory (for streaming with ``as_completed``). ``budget`` bounds what model calls
     may spend (tokens, dollars, requests): calls it cannot cover are not made, and their inputs
-    end ``skipped`` with the reason. Raises :class:`RunFailed` when the
-    root task fails; ``error.result`` keeps what finished.
+    end ``skipped`` with the reason.
+
+    ``store`` journals the run (a :class:`Store`, a SQLite file path, a ``postgresql://`` URL, or
+    ``"memory"``): every task's outcome is durable before it is reported, and ``resume=run_id``
+    continues a run that crashed or was stopped: journaled tasks are not run again, their
+    outcomes come back with ``resumed=True``. ``metadata`` (JSON data) is kept with the run's
+    record. Raises :class:`RunFailed` when the root task fails; ``error.result`` keeps what
+    finished.
     """
     options = _Options(
         limits=limits,
@@ -355,6 +418,9 @@ async def run(
         run_id=run_id,
         limiter=limiter,
         budget=budget,
+        store=store,
+        resume=resume,
+        metadata=metadata,
     )
     handle = Run(spec, input, options)
     handle._prepare()

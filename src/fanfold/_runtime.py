@@ -14,6 +14,8 @@ from typing import Any
 from fanfold._context import Context, RunState
 from fanfold._errors import BudgetExhausted, FanoutFailed, Skip, TaskTimeout
 from fanfold._events import FINISHED_EVENT, TaskQueued, TaskRetrying, TaskStarted
+from fanfold._journal import digest as input_digest
+from fanfold._journal import task_key
 from fanfold._limits import Admission
 from fanfold._outcome import ErrorInfo, Outcome, Status
 from fanfold._retry import SIGNALS_ONLY, RetryPolicy, Timeouts, call_with_retries
@@ -113,6 +115,13 @@ async def execute(
     run = ctx.run
     run.tasks += 1
     bus = run.bus
+    journal = run.journal if ctx.parent is not None else None  # the root's outcome is the run's status
+    if journal is not None:
+        journal_key, digest = task_key(ctx, key), input_digest(value)
+        restored = journal.restore(ctx, journal_key, digest)
+        if restored is not None:
+            _finish(run, report, restored)
+            return restored
     if bus.active:
         bus.emit(TaskQueued(run.run_id, ctx.path, run.now(), ctx.index))
     composite = is_composite(agent)
@@ -151,8 +160,24 @@ async def execute(
         outcome = _ended(ctx, Status.FAILED if budget is None else Status.SKIPPED, exc, key, reason=budget)
     except Exception as exc:
         outcome = _ended(ctx, Status.FAILED, exc, key)
+    if journal is not None and _final(outcome):
+        durable = journal.record(outcome, journal_key, digest)
+        try:
+            await asyncio.shield(durable)
+        except asyncio.CancelledError:
+            _finish(run, report, outcome)  # it is written before the run ends (the journal's close)
+            raise
     _finish(run, report, outcome)
     return outcome
+
+
+def _final(outcome: Outcome[Any]) -> bool:
+    """Whether a resumed run should keep this outcome rather than try again: not when the budget
+    stopped the task (a resumed run may have budget left)."""
+    if outcome.status is not Status.SKIPPED:
+        return True
+    exc = outcome.exception
+    return not isinstance(exc, BudgetExhausted) and not (isinstance(exc, FanoutFailed) and outcome.reason is not None)
 
 
 def _ended(

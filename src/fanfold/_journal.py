@@ -1,0 +1,250 @@
+"""The journal: every finished task's outcome made durable in a store before it is reported.
+
+A run with a store journals each task under a key that is stable across attempts at the run
+(its path, or the fan-out's own ``key`` for the input). Writes are batched by a single writer
+task: records that arrive while a batch is being written go into the next one, so a busy run
+pays one transaction per batch, not per task (group commit), and a quiet one waits for one
+small transaction. A task awaits its batch before its outcome reaches anyone: the events, the
+result, ``as_completed``.
+
+Resuming (``resume=run_id``) loads the run's entries first; a task whose key is journaled, for
+the same input, is not run again: its outcome is restored and reported with ``resumed=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import pickle
+from collections.abc import Hashable
+from dataclasses import asdict
+from typing import Any
+
+from pydantic_core import to_json
+
+from fanfold._context import Context
+from fanfold._errors import JournalFailed, RunError, UsageError
+from fanfold._outcome import ErrorInfo, Outcome, Status
+from fanfold._store._base import Entry, RunRecord, Store
+from fanfold._usage import Usage
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+class JournaledError(RunError):
+    """A failure restored from the journal of an earlier attempt at the run. ``error`` is what
+    the original exception was."""
+
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(f"{error} (journaled by an earlier attempt at this run)")
+        self.error = error
+
+
+class Journal:
+    """One run's journal: the entries to restore (when resuming) and the batching writer."""
+
+    def __init__(self, store: Store, run_id: str, restored: dict[str, Entry] | None = None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self._restored = restored or {}
+        self._batch: list[Entry] = []
+        self._flushed: asyncio.Future[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._failure: BaseException | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.written = 0
+
+    @property
+    def failure(self) -> JournalFailed | None:
+        """Why the journal stopped keeping outcomes, if it did."""
+        if self._failure is None:
+            return None
+        error = JournalFailed(self._failure_message())
+        error.__cause__ = self._failure
+        return error
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_batches(), name="fanfold-journal")
+
+    async def aclose(self) -> None:
+        """Write what is pending and stop the writer."""
+        self._closing = True
+        self._wake.set()
+        writer = self._writer
+        if writer is not None:
+            await asyncio.wait({writer})  # it never raises: a failed write goes to the waiting tasks
+
+    # -- restoring ---------------------------------------------------------------------------
+
+    def restore(self, ctx: Context, key: str, digest: str | None) -> Outcome[Any] | None:
+        """The journaled outcome of this task, if it has one for the same input."""
+        if not self._restored:
+            return None
+        entry = self._restored.get(key)
+        if entry is None or entry.input_digest != digest:
+            return None  # never ran, or ran on another input: run it again
+        del self._restored[key]  # each journaled task is restored once
+        error = None if entry.error_type is None else ErrorInfo(entry.error_type, entry.error_message or "")
+        return Outcome(
+            ctx.index,
+            Status(entry.status),
+            decode(entry) if entry.status == Status.SUCCEEDED else None,
+            None,
+            ctx.path,
+            entry.attempts,
+            entry.start,
+            entry.end,
+            error=error,
+            reason=entry.reason,
+            exception=None if error is None else JournaledError(error),
+            usage=None if entry.usage is None else Usage(**json.loads(entry.usage)),
+            resumed=True,
+        )
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def record(self, outcome: Outcome[Any], key: str, digest: str | None) -> asyncio.Future[None]:
+        """Queue the outcome; the future is done once it is durable (or the write failed)."""
+        if self._failure is not None:
+            raise JournalFailed(self._failure_message()) from self._failure
+        value_json, value_pickle = encode(outcome.value) if outcome.status is Status.SUCCEEDED else (None, None)
+        error = outcome.error
+        self._batch.append(
+            Entry(
+                key,
+                outcome.index,
+                outcome.path,
+                outcome.status.value,
+                value_json,
+                value_pickle,
+                None if error is None else error.type,
+                None if error is None else error.message,
+                outcome.reason,
+                outcome.attempts,
+                outcome.start,
+                outcome.end,
+                None if outcome.usage is None else json.dumps(asdict(outcome.usage)),
+                digest,
+            )
+        )
+        flushed = self._flushed
+        if flushed is None:
+            flushed = self._flushed = asyncio.get_running_loop().create_future()
+            self._wake.set()
+        return flushed
+
+    async def _write_batches(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._batch:
+                batch, flushed = self._batch, self._flushed
+                self._batch, self._flushed = [], None
+                assert flushed is not None
+                try:
+                    await self.store.write(self.run_id, batch)
+                except Exception as exc:
+                    self._failure = exc
+                    flushed.set_exception(JournalFailed(self._failure_message()))
+                    flushed.exception()  # the tasks awaiting it raise it; mark it retrieved
+                    continue
+                self.written += len(batch)
+                flushed.set_result(None)
+            if self._closing:
+                return
+
+    def _failure_message(self) -> str:
+        exc = self._failure
+        return (
+            f"the journal could not write to {self.store.url}: {type(exc).__name__}: {exc}; the run stopped "
+            f"rather than report outcomes it could not keep. What was journaled is kept: once the store "
+            f"works again, resume with resume={self.run_id!r} (or `fanfold runs resume {self.run_id}`)"
+        )
+
+
+def task_key(ctx: Context, key: Hashable | None) -> str:
+    """The task's journal key: its path, with the fan-out's ``key`` for the input (when given)
+    in place of the position, so that a resumed run finds an input wherever it now stands."""
+    if key is None:
+        return ctx.path
+    parent = ctx.parent.path if ctx.parent is not None else ""
+    segment = f"{ctx.kind}{{{key!r}}}"
+    return f"{parent}/{segment}" if parent else segment
+
+
+def digest(value: Any) -> str:
+    """A short, stable fingerprint of an input (its JSON form)."""
+    return hashlib.blake2b(to_json(value, serialize_unknown=True), digest_size=10).hexdigest()
+
+
+def encode(value: Any) -> tuple[str, bytes | None]:
+    """The value as JSON text, and as a pickle when JSON would not give it back as it was."""
+    text = to_json(value, serialize_unknown=True).decode()
+    if _is_plain(value):
+        return text, None
+    try:
+        return text, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # not picklable (it holds a lock, a socket): a resumed run gets the JSON form
+        return text, None
+
+
+def decode(entry: Entry) -> Any:
+    if entry.value_pickle is not None:
+        return pickle.loads(entry.value_pickle)
+    return None if entry.value_json is None else json.loads(entry.value_json)
+
+
+def _is_plain(value: Any) -> bool:
+    """True when JSON gives the value back equal and of the same types."""
+    if type(value) in _PLAIN_SCALARS:
+        return True
+    if type(value) is list:
+        return all(_is_plain(v) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def describe(agent: Any) -> str:
+    """The shape of a spec, for the run record: ``map(vote(llm openai:gpt-5-mini))``. A resumed
+    run must have the same shape (prompts and limits may change)."""
+    from dataclasses import fields, is_dataclass
+
+    from fanfold._agent import agent_name
+    from fanfold._runtime import is_composite
+
+    if not is_composite(agent) or not is_dataclass(agent):
+        return agent_name(agent)
+    parts: list[str] = []
+    for f in fields(agent):
+        value = getattr(agent, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        parts += [describe(v) for v in items if hasattr(v, "run") and not isinstance(v, type)]
+    return f"{agent_name(agent)}({', '.join(parts)})"
+
+
+async def open_journal(store: Store, run_id: str, name: str, config: dict[str, Any], resume: bool) -> Journal:
+    """Record the run (or find it, to resume it) and load what is journaled."""
+    await store.open()
+    if not resume:
+        await store.create_run(RunRecord(run_id, name, config=config))
+        return Journal(store, run_id)
+    record = await store.get_run(run_id)
+    if record is None:
+        raise UsageError(
+            f"resume={run_id!r}: {store.url} has no such run; list its runs with `fanfold runs list --store "
+            f"{store.url}`, or start a new run without resume="
+        )
+    shape, was = config.get("spec"), record.config.get("spec")
+    if was is not None and shape != was:
+        raise UsageError(
+            f"resume={run_id!r}: the run was {was}, and this spec is {shape}; resume it with the same pipeline "
+            "(prompts and limits may change, its shape may not), or start a new run"
+        )
+    restored = {entry.key: entry async for entry in store.entries(run_id)}
+    await store.update_run(run_id, status="running", resumed=True)
+    return Journal(store, run_id, restored)

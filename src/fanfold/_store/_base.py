@@ -1,0 +1,132 @@
+"""What a run store keeps, and the small interface every store implements.
+
+A store holds run records (one per run: its spec and configuration, without secrets, and its
+status) and journal entries (one per finished task, under a key that is stable across resumes).
+The journal (``fanfold._journal``) batches entries and hands them to :meth:`Store.write`; a
+store makes a batch durable in one transaction before ``write`` returns.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run, as a store keeps it.
+
+    ``status`` is ``"running"`` while the run is under way (or was, when it crashed), then the
+    run's final status (``succeeded``, ``failed``, ``partial``, ``cancelled``). ``config`` is
+    plain JSON data without secrets: what was run (the spec's shape, the options, and for the
+    command line the invocation that ``fanfold runs resume`` repeats). ``summary`` is the final
+    summary as JSON data. Times are seconds since the epoch.
+    """
+
+    run_id: str
+    name: str
+    status: str = "running"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
+    resumes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One finished task, journaled.
+
+    ``key`` is the task's stable key within its run (``map[17]``, ``map[17]/vote[2]``, or a
+    user's key: ``map{'id': 7}``). ``value_json`` is the value as JSON text, always (for export
+    and display); ``value_pickle`` is set only when JSON cannot give the value back as it was (a
+    Pydantic model, a dataclass), and is then what a resumed run restores. ``usage`` is the
+    task's :class:`~fanfold.Usage` as JSON text. ``input_digest`` identifies the input the task
+    ran on, so that a resumed run does not reuse a result for an input that changed.
+    """
+
+    key: str
+    index: int
+    path: str
+    status: str
+    value_json: str | None = None
+    value_pickle: bytes | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+    start: float | None = None
+    end: float | None = None
+    usage: str | None = None
+    input_digest: str | None = None
+
+
+class Store(abc.ABC):
+    """Where run journals live. Implementations: :class:`MemoryStore`, :class:`SQLiteStore`,
+    :class:`PostgresStore`.
+
+    Use as an async context manager, or call :meth:`open` and :meth:`close`. A store may be
+    shared by several runs at once (each writes its own run's records); one process's store
+    object is used from one event loop.
+    """
+
+    url: str  # where the store is, without credentials, for messages: "sqlite:///runs.db"
+
+    async def open(self) -> None:  # noqa: B027 - optional hook: stores with nothing to open keep it
+        """Connect and create the schema if needed. Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def create_run(self, record: RunRecord) -> None:
+        """Record a new run. Raises :class:`~fanfold.UsageError` if the run id exists."""
+
+    @abc.abstractmethod
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or ``None`` if this store has no such run."""
+
+    @abc.abstractmethod
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        summary: dict[str, Any] | None = None,
+        resumed: bool = False,
+    ) -> None:
+        """Set the run's status (and its summary, if given; ``resumed`` adds one to
+        ``resumes``), and ``updated_at`` to now."""
+
+    @abc.abstractmethod
+    async def write(self, run_id: str, entries: Sequence[Entry]) -> None:
+        """Make ``entries`` durable, all of them in one transaction. An entry whose key the run
+        already has replaces it."""
+
+    @abc.abstractmethod
+    def entries(self, run_id: str) -> AsyncIterator[Entry]:
+        """The run's entries, in the order they were first written."""
+
+    @abc.abstractmethod
+    async def counts(self, run_id: str) -> dict[str, int]:
+        """How many of the run's entries have each status."""
+
+    @abc.abstractmethod
+    async def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        """The most recently created runs, newest first."""
+
+    @abc.abstractmethod
+    async def delete_run(self, run_id: str) -> None:
+        """Forget the run and its entries."""

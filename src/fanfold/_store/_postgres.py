@@ -1,0 +1,294 @@
+"""The Postgres store: journals shared by several processes or machines.
+
+It needs the ``postgres`` extra (psycopg 3), imported only when a store opens, so that fanfold
+imports without it. One ``AsyncConnection`` serves the store, one operation at a time (an
+``asyncio.Lock``): the journal batches its writes, so a single connection is never the
+bottleneck, and every operation is its own short transaction (autocommit off, no session is
+ever left idle in a transaction). The URL may hold a password; it is kept only in a private
+attribute and never appears in :attr:`url`, ``repr`` or a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+from fanfold._errors import UsageError
+from fanfold._store._base import Entry, RunRecord, Store
+from fanfold._store._rows import (
+    ENTRY_COLUMNS,
+    ENTRY_FIELDS,
+    ENTRY_UPDATES,
+    RUN_COLUMNS,
+    check_limit,
+    check_run_id,
+    dump_json,
+    duplicate_run,
+    entry_rows,
+    record_from_row,
+    run_row,
+    unknown_run,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+SCHEMES = ("postgresql", "postgres")
+SCHEMA_VERSION = 1
+CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
+PAGE = 1_000
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+# Any constant works: it only has to be the same in every process creating the tables at once.
+SCHEMA_LOCK = 0x66616E666F6C64  # "fanfold"
+
+# `seq` is an identity column: an insert takes the next value, an upsert that hits an existing
+# (run_id, key) leaves it alone, so ordering by seq is first-written order. JSON is kept as text,
+# not jsonb, so that it comes back byte for byte as written (jsonb reorders keys and rejects
+# \u0000), the same as on SQLite.
+SCHEMA = """
+CREATE TABLE fanfold_schema (version integer PRIMARY KEY);
+CREATE TABLE fanfold_runs (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    run_id text PRIMARY KEY,
+    name text NOT NULL,
+    status text NOT NULL,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL,
+    config text NOT NULL,
+    summary text,
+    resumes integer NOT NULL DEFAULT 0
+);
+CREATE INDEX fanfold_runs_created ON fanfold_runs (created_at, seq);
+CREATE TABLE fanfold_entries (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    run_id text NOT NULL,
+    key text NOT NULL,
+    "index" bigint NOT NULL,
+    path text NOT NULL,
+    status text NOT NULL,
+    value_json text,
+    value_pickle bytea,
+    error_type text,
+    error_message text,
+    reason text,
+    attempts integer NOT NULL,
+    "start" double precision,
+    "end" double precision,
+    usage text,
+    input_digest text,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX fanfold_entries_order ON fanfold_entries (run_id, seq)
+"""
+
+UPSERT = (
+    f"INSERT INTO fanfold_entries (run_id, {ENTRY_COLUMNS}) VALUES ({', '.join(['%s'] * (1 + len(ENTRY_FIELDS)))}) "
+    f"ON CONFLICT (run_id, key) DO UPDATE SET {ENTRY_UPDATES}"
+)
+SELECT_PAGE = (
+    f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT {PAGE}"
+)
+INSERT_RUN = (
+    f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING"
+)
+SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM fanfold_runs WHERE run_id = %s"
+SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM fanfold_runs ORDER BY created_at DESC, seq DESC LIMIT %s"
+UPDATE_RUN = (
+    "UPDATE fanfold_runs SET status = %s, summary = coalesce(%s, summary), resumes = resumes + %s, "
+    "updated_at = %s WHERE run_id = %s"
+)
+COUNTS = "SELECT status, count(*) FROM fanfold_entries WHERE run_id = %s GROUP BY status"
+
+
+class PostgresStore(Store):
+    """Run journals in a PostgreSQL database (tables created on first open).
+
+        >>> PostgresStore("postgresql://fanfold:secret@db.internal/runs")
+        PostgresStore('postgresql://fanfold@db.internal/runs')
+
+    Use it as ``async with PostgresStore(url) as store: ...`` from one event loop.
+    """
+
+    def __init__(self, url: str) -> None:
+        if not isinstance(url, str) or urlsplit(url).scheme not in SCHEMES:
+            shown = redact(url) if isinstance(url, str) else repr(url)
+            raise UsageError(f"{shown} is not a PostgreSQL URL; pass 'postgresql://user:password@host:5432/database'")
+        self._conninfo = url
+        self._secrets = _secrets(url)
+        self.url = redact(url)
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r})"
+
+    async def open(self) -> None:
+        # Runs sharing a store may each open it at once: one of them connects, the rest find it open.
+        async with self._lock:
+            if self._connection is None:
+                self._connection = await self._connect()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise UsageError(
+                f"the Postgres store ({self.url}) needs psycopg, which is not installed; "
+                "pip install 'fanfold[postgres]'"
+            ) from exc
+        options: dict[str, Any] = {}
+        if "connect_timeout" not in self._conninfo:
+            options["connect_timeout"] = CONNECT_TIMEOUT
+        try:
+            connection = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=False, **options)
+        except psycopg.Error as exc:
+            reason = self._scrub(exc)
+            # Chain the driver's error for its traceback, unless its text quoted a secret.
+            cause = exc if reason == str(exc).strip() else None
+            raise UsageError(
+                f"cannot connect to the Postgres store at {self.url}: {reason}; "
+                "check that the server is running and that the URL's host, port, database, user and password are right"
+            ) from cause
+        try:
+            await _migrate(connection, self.url)
+        except BaseException:
+            await connection.close()
+            raise
+        return connection
+
+    async def close(self) -> None:
+        async with self._lock:  # after the operation under way, never in the middle of it
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                await connection.close()
+
+    async def create_run(self, record: RunRecord) -> None:
+        if await self._execute(INSERT_RUN, run_row(record)) == 0:
+            raise duplicate_run(record.run_id, self.url)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        rows = await self._fetch(SELECT_RUN, (run_id,))
+        return record_from_row(rows[0]) if rows else None
+
+    async def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        summary: dict[str, Any] | None = None,
+        resumed: bool = False,
+    ) -> None:
+        params = (status, dump_json("summary", run_id, summary), int(resumed), time.time(), run_id)
+        if await self._execute(UPDATE_RUN, params) == 0:
+            raise unknown_run(run_id, self.url)
+
+    async def write(self, run_id: str, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        rows = entry_rows(check_run_id(run_id), entries)
+        async with self._lock:
+            connection = self._open_connection()
+            # executemany sends the whole batch in pipeline mode: one round trip, not one per row.
+            async with connection.transaction(), connection.cursor() as cursor:
+                await cursor.executemany(UPSERT, rows)
+
+    async def entries(self, run_id: str) -> AsyncIterator[Entry]:
+        after = 0
+        while True:
+            rows = await self._fetch(SELECT_PAGE, (run_id, after))
+            for row in rows:
+                yield Entry(*row[1:])
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    async def counts(self, run_id: str) -> dict[str, int]:
+        return dict(await self._fetch(COUNTS, (run_id,)))
+
+    async def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        rows = await self._fetch(SELECT_RUNS, (check_limit(limit),))
+        return [record_from_row(row) for row in rows]
+
+    async def delete_run(self, run_id: str) -> None:
+        async with self._lock:
+            connection = self._open_connection()
+            async with connection.transaction():
+                await connection.execute("DELETE FROM fanfold_entries WHERE run_id = %s", (run_id,))
+                await connection.execute("DELETE FROM fanfold_runs WHERE run_id = %s", (run_id,))
+
+    async def _execute(self, sql: str, params: tuple[Any, ...]) -> int:
+        async with self._lock:
+            connection = self._open_connection()
+            async with connection.transaction():
+                cursor = await connection.execute(sql, params)
+                return cursor.rowcount
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        async with self._lock:
+            connection = self._open_connection()
+            async with connection.transaction():
+                cursor = await connection.execute(sql, params)
+                return await cursor.fetchall()
+
+    def _open_connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._connection is None:
+            raise UsageError(f"{self!r} is not open; use `async with store:` or `await store.open()` first")
+        return self._connection
+
+    def _scrub(self, exc: BaseException) -> str:
+        # libpq does not echo passwords, but a malformed URL can be quoted back in its error.
+        text = str(exc).strip()
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def redact(url: str) -> str:
+    """``url`` without its password or any password parameter, fit for messages and ``repr``.
+
+    >>> redact("postgresql://me:s3cret@db:5432/runs?sslmode=require&password=s3cret")
+    'postgresql://me@db:5432/runs?sslmode=require'
+    """
+    parts = urlsplit(url)
+    user, at, hosts = parts.netloc.rpartition("@")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if ":" not in user and not any(name in SECRET_PARAMETERS for name, _ in query):
+        return url  # nothing to hide: keep it exactly as written
+    netloc = f"{user.partition(':')[0]}{at}{hosts}"
+    kept = urlencode([(name, value) for name, value in query if name not in SECRET_PARAMETERS])
+    return urlunsplit((parts.scheme, netloc, parts.path, kept, parts.fragment))
+
+
+def _secrets(url: str) -> list[str]:
+    parts = urlsplit(url)
+    found = [value for name, value in parse_qsl(parts.query) if name in SECRET_PARAMETERS]
+    user = parts.netloc.rpartition("@")[0]
+    if ":" in user:
+        found.append(user.partition(":")[2])
+    # Both spellings: as written in the URL (percent-encoded) and as decoded.
+    return [secret for value in found for secret in {value, unquote(value)} if secret]
+
+
+async def _migrate(connection: psycopg.AsyncConnection[Any], url: str) -> None:
+    async with connection.transaction():
+        # Serialise processes that open a fresh database at the same moment: two concurrent
+        # CREATE TABLEs of the same name fail on a catalog unique constraint, IF NOT EXISTS or not.
+        await connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        cursor = await connection.execute("SELECT to_regclass('fanfold_schema') IS NOT NULL")
+        row = await cursor.fetchone()
+        if row is not None and row[0]:
+            cursor = await connection.execute("SELECT max(version) FROM fanfold_schema")
+            row = await cursor.fetchone()
+            version = row[0] if row is not None and row[0] is not None else 0
+            if version > SCHEMA_VERSION:
+                raise UsageError(
+                    f"{url} has fanfold schema version {version}, newer than this fanfold's {SCHEMA_VERSION}; "
+                    "upgrade fanfold to use it"
+                )
+            return
+        for statement in SCHEMA.split(";"):
+            await connection.execute(statement)
+        await connection.execute("INSERT INTO fanfold_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
