@@ -14,6 +14,8 @@ PUBLIC = [
     "Budget", "BudgetExhausted", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
     # Durable runs
     "JournalEntry", "JournalFailed", "MemoryStore", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
+    # Teams
+    "Brief", "Plan", "PlanRejected", "PlanRequest", "Split", "Subtask", "TeamCaps", "TeamResult", "member", "team",
 ]  # fmt: skip
 
 
@@ -36,7 +38,7 @@ def test_exception_families() -> None:
     assert issubclass(ff.UsageError, ff.FanfoldError)
     assert issubclass(ff.UsageError, ValueError)
     run_errors = (ff.FanoutFailed, ff.VoteFailed, ff.RaceFailed, ff.TaskTimeout, ff.RunFailed, ff.BudgetExhausted)
-    for run_error in (*run_errors, ff.JournalFailed):
+    for run_error in (*run_errors, ff.JournalFailed, ff.PlanRejected):
         assert issubclass(run_error, ff.RunError)
     assert issubclass(ff.TaskTimeout, TimeoutError)
     for signal in (ff.Retry, ff.Skip):

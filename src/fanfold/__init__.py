@@ -8,11 +8,13 @@
 from fanfold import events
 from fanfold._agent import Agent, FunctionAgent, agent
 from fanfold._context import Channel, Context
+from fanfold._dataset import Split
 from fanfold._errors import (
     BudgetExhausted,
     FanfoldError,
     FanoutFailed,
     JournalFailed,
+    PlanRejected,
     RaceFailed,
     Retry,
     RunError,
@@ -29,12 +31,14 @@ from fanfold._llm import LLMAgent, llm
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
 from fanfold._patterns import Pattern, map, parallel, race, sequence  # noqa: A004 - ff.map is the pattern
+from fanfold._plan import Plan, PlanRequest, Subtask, TeamCaps
 from fanfold._policy import Collect, FailFast, FailurePolicy, MaxFailureRate, MaxFailures, Quorum, Tally, Verdict
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, start
 from fanfold._store import Entry as JournalEntry
 from fanfold._store import MemoryStore, PostgresStore, RunRecord, SQLiteStore, Store
 from fanfold._sync import as_completed_sync, run_sync
+from fanfold._team import Brief, TeamResult, member, team
 from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import vote
 
@@ -43,6 +47,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Admission",
     "Agent",
+    "Brief",
     "Budget",
     "BudgetExhausted",
     "Channel",
@@ -64,6 +69,9 @@ __all__ = [
     "MemoryStore",
     "Outcome",
     "Pattern",
+    "Plan",
+    "PlanRejected",
+    "PlanRequest",
     "PostgresStore",
     "Price",
     "Quorum",
@@ -80,11 +88,15 @@ __all__ = [
     "SQLiteStore",
     "Signal",
     "Skip",
+    "Split",
     "Status",
     "Store",
+    "Subtask",
     "Summary",
     "Tally",
     "TaskTimeout",
+    "TeamCaps",
+    "TeamResult",
     "Timeouts",
     "Usage",
     "UsageError",
@@ -98,11 +110,13 @@ __all__ = [
     "llm",
     "map",
     "map_reduce",
+    "member",
     "parallel",
     "race",
     "run",
     "run_sync",
     "sequence",
     "start",
+    "team",
     "vote",
 ]

@@ -8,6 +8,7 @@
     |   |   +-- RaceFailed    every racer failed
     |   +-- TaskTimeout       an attempt or a task ran past its timeout
     |   +-- BudgetExhausted   the run's budget cannot cover another model call (the task is skipped)
+    |   +-- PlanRejected      a team's leader gave no plan that passed the checks, within its re-plans
     |   +-- JournalFailed     the run's store could not keep an outcome, so the run stopped
     |   +-- RunFailed         raised by ``ff.run``: the root failed (``.result`` holds partial results)
     +-- Signal                raised on purpose by user code
@@ -66,6 +67,15 @@ class BudgetExhausted(RunError):
 class JournalFailed(RunError):
     """The run's store could not make an outcome durable. The run stops rather than report what
     it could not keep; what was journaled stays, and the run can be resumed."""
+
+
+class PlanRejected(RunError):
+    """A team's leader gave no plan that passed the checks (known members, no cycle, within the
+    caps) in its first try and ``TeamCaps.max_replans`` more. ``errors`` says why each failed."""
+
+    def __init__(self, message: str, errors: list[str]) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class RunFailed(RunError):

@@ -11,6 +11,7 @@ headers, 429s) back to the resource, which every agent of the run calling the sa
 from __future__ import annotations
 
 import contextvars
+import copy
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -124,6 +125,7 @@ class LLMAgent:
         estimate: Estimator,
         output_tokens: int,
         retry: RetryPolicy | None,
+        instructions: str | None = None,
     ) -> None:
         self._agent = agent
         self._retry = retry
@@ -134,6 +136,25 @@ class LLMAgent:
         self._price = price
         self._estimate = estimate
         self._output_tokens = output_tokens
+        self._instructions = instructions
+        self._run_options: dict[str, Any] = {}
+
+    @property
+    def description(self) -> str | None:
+        """What the agent does: its pydantic-ai agent's description, else its instructions."""
+        return self._agent.description or self._instructions
+
+    def _derive(self, *, keep_prompt: bool = True, **run_options: Any) -> LLMAgent:
+        """A twin on the same pydantic-ai agent, model, resource and settings whose runs pass
+        ``run_options`` (such as ``output_type``, ``instructions`` added to the agent's own,
+        ``toolsets`` or ``capabilities``) to pydantic-ai's ``Agent.run``; ``keep_prompt=False``
+        renders the input as is (a string) or as JSON. Teams use it to ask their leader for a
+        plan, to hand it a delegate tool, and to give a member its subtask's instruction."""
+        twin = copy.copy(self)
+        twin._run_options = {**self._run_options, **run_options}
+        if not keep_prompt:
+            twin._prompt = None
+        return twin
 
     def __repr__(self) -> str:
         return f"<llm {self.name}>"
@@ -142,7 +163,7 @@ class LLMAgent:
         model = self._governed(ctx.run)
         token = _CALLER.set(ctx)
         try:
-            result = await self._agent.run(self._render(input), model=model)
+            result = await self._agent.run(self._render(input), model=model, **self._run_options)
         finally:
             _CALLER.reset(token)
         retries = _output_retries(result.new_messages())
@@ -303,4 +324,5 @@ def llm(
         estimate=estimate,
         output_tokens=output_tokens,
         retry=retry,
+        instructions=instructions,
     )

@@ -66,6 +66,8 @@ class EventLog:
     >>> _ = ff.run_sync(ff.map(str.upper), ["a"], on_event=log)
     >>> log.statuses()[ff.Status.SUCCEEDED]   # over every task in the tree: the input and the map
     2
+    >>> log.max_running("map")                 # the inputs of the map running at once
+    1
     """
 
     def __init__(self) -> None:
@@ -83,10 +85,14 @@ class EventLog:
     def statuses(self) -> Counter[Status]:
         return Counter(e.outcome.status for e in self.finished())
 
-    def max_running(self) -> int:
-        """The most tasks that had started and not yet finished at any moment, by the events."""
+    def max_running(self, kind: str | None = None) -> int:
+        """The most tasks that had started and not yet finished at any moment, by the events;
+        with ``kind``, only the tasks of that kind: ``"verify"`` counts ``verify[3]`` and
+        ``map[2]/verify[0]``, not ``verify[3]/vote[1]``."""
         running = peak = 0
         for event in self.events:
+            if kind is not None and not event.path.rpartition("/")[2].startswith(kind + "["):
+                continue
             if isinstance(event, TaskStarted):
                 running += 1
                 peak = max(peak, running)

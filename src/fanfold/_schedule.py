@@ -1,0 +1,148 @@
+"""Running a team's plan: every subtask run starts as soon as the subtasks it needs have finished.
+
+The runs are child tasks of the team, in one task group, each through the runtime's
+:func:`~fanfold._runtime.execute` (limits, retries, budgets and events apply; a member that is a
+pattern holds no slot). A run whose needs left no result is skipped with the reason; when the
+team's failure policy stops the plan, or the team is cancelled, runs still waiting are skipped
+too, so every run ends in exactly one outcome. Past the team's cutoff, members still running time
+out and runs not started are not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from fanfold._context import Context
+from fanfold._errors import FanoutFailed
+from fanfold._events import FINISHED_EVENT
+from fanfold._outcome import Outcome, Status
+from fanfold._plan import Work
+from fanfold._policy import Tally, Verdict
+from fanfold._runtime import execute
+
+if TYPE_CHECKING:
+    from fanfold._team import Team
+
+
+class Schedule:
+    """One run of a plan's works; :meth:`run` returns one outcome per work, in plan order."""
+
+    def __init__(self, team: Team, ctx: Context, works: list[Work], cutoff: float | None) -> None:
+        self.team = team
+        self.ctx = ctx
+        self.works = works
+        self.cutoff = cutoff
+        self.by_subtask: dict[str, list[Work]] = {}
+        for work in works:
+            self.by_subtask.setdefault(work.subtask, []).append(work)
+        self.left = {subtask: len(runs) for subtask, runs in self.by_subtask.items()}
+        self.done = {subtask: asyncio.Event() for subtask in self.by_subtask}
+        self.outcomes: dict[str, Outcome[Any]] = {}
+        self.tally = Tally(total=len(works))
+        self.verdict: Verdict | None = None
+        self.first_error: BaseException | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def run(self) -> list[Outcome[Any]]:
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._tasks = [group.create_task(self._one(work)) for work in self.works]
+        except asyncio.CancelledError:
+            self._drain("the run's deadline passed" if self.ctx.run.deadline_passed() else "cancelled")
+            raise
+        self._drain(self.verdict.reason if self.verdict is not None else "stopped")
+        outcomes = [self.outcomes[work.key] for work in self.works]
+        verdict = self.verdict or self.team.policy.check(self.tally, final=True)
+        if verdict is not None and not verdict.ok:
+            error = FanoutFailed(f"{self.team.name} failed: {verdict.reason}", outcomes)
+            error.__cause__ = self.first_error
+            raise error
+        return outcomes
+
+    async def _one(self, work: Work) -> None:
+        for need in work.needs:
+            await self.done[need].wait()
+        if self.verdict is not None:
+            return  # the plan stopped while this run waited: the drain records it
+        ctx = self.ctx.child(work.subtask, work.index)
+        lacking = next((need for need in work.needs if not self._values(need)), None)
+        if lacking is not None:
+            self._unrun(work, ctx, Status.SKIPPED, f"needs {lacking!r}, which has no result")
+            return
+        run = ctx.run
+        timeout = None if self.cutoff is None else self.cutoff - run.clock()
+        if timeout is not None and timeout <= 0:
+            self._unrun(work, ctx, Status.TIMED_OUT, "the team's deadline passed before it could start")
+            return
+        value = self._needed(work) if work.from_needs else work.input
+        agent, value = self.team.assign(self.team.member(work.member).agent, value, work.instruction)
+
+        def report(outcome: Outcome[Any]) -> None:
+            self._record(work, outcome)
+
+        await execute(agent, value, ctx, report, timeout=timeout, stop_reason=self._stop_reason)
+
+    def _values(self, subtask: str) -> list[Any]:
+        """The successful results of a subtask's runs, in order."""
+        outcomes = (self.outcomes.get(w.key) for w in self.by_subtask[subtask])
+        return [o.value for o in outcomes if o is not None and o.status is Status.SUCCEEDED]
+
+    def _needed(self, work: Work) -> Any:
+        """A run's input from its needs: one need's result (a list for a split one), or a dict
+        of them by subtask id."""
+        results = {
+            need: values if self.by_subtask[need][0].split else values[0]
+            for need in work.needs
+            for values in [self._values(need)]
+        }
+        return results[work.needs[0]] if len(results) == 1 else results
+
+    def _record(self, work: Work, outcome: Outcome[Any], *, judge: bool = True) -> None:
+        self.outcomes[work.key] = outcome
+        tally = self.tally
+        tally.finished += 1
+        if outcome.status is Status.SUCCEEDED:
+            tally.succeeded += 1
+        elif outcome.status is Status.FAILED or outcome.status is Status.TIMED_OUT:
+            tally.failed += 1
+            if self.first_error is None:
+                self.first_error = outcome.exception
+        self.left[work.subtask] -= 1
+        if not self.left[work.subtask]:
+            self.done[work.subtask].set()
+        if judge and self.verdict is None:
+            verdict = self.team.policy.check(tally, final=False)
+            if verdict is not None:
+                self.verdict = verdict
+                me = asyncio.current_task()
+                for task in self._tasks:
+                    if task is not me:
+                        task.cancel()
+
+    def _unrun(self, work: Work, ctx: Context, status: Status, reason: str, *, judge: bool = True) -> None:
+        """End a run that never started, with its reason, in the outcomes and the events."""
+        outcome: Outcome[Any] = Outcome(ctx.index, status, None, None, ctx.path, 0, reason=reason)
+        self._record(work, outcome, judge=judge)
+        run = ctx.run
+        if run.bus.active:
+            run.bus.emit(FINISHED_EVENT[status](run.run_id, ctx.path, run.now(), outcome))
+
+    def _drain(self, reason: str) -> None:
+        """Skip every run that has no outcome yet (it was stopped before it started)."""
+        for work in self.works:
+            if work.key not in self.outcomes:
+                self._unrun(work, self.ctx.child(work.subtask, work.index), Status.SKIPPED, reason, judge=False)
+
+    def _stop_reason(self) -> str | None:
+        return self.verdict.reason if self.verdict is not None else None
+
+
+def reason_of(outcome: Outcome[Any]) -> str:
+    """Why a run did not succeed, in a few words: its status, and its reason or error."""
+    error = outcome.error
+    if outcome.reason or error is None:
+        detail = outcome.reason or ""
+    else:  # a timeout says so by its status; a failure's type says what went wrong
+        detail = error.message if outcome.status is Status.TIMED_OUT else str(error)
+    return f"{outcome.status.value}: {detail}" if detail else outcome.status.value
