@@ -156,7 +156,7 @@ def test_cost_budget_uses_the_price_and_needs_one() -> None:
 
 def test_a_vote_whose_samples_the_budget_stopped_is_skipped() -> None:
     result = ff.run_sync(
-        ff.map(ff.vote(ff.llm(answering("yes")), n=3)),
+        ff.map(ff.vote(ff.llm(answering("yes")), n=3, early_stop=False)),
         range(4),
         budget=ff.Budget(requests=3),
         limits=ff.Limits(concurrency=1),

@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic_ai import Agent as PydanticAgent
 from pydantic_ai import RunContext
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, RetryPromptPart
+from pydantic_ai.direct import model_request
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, RetryPromptPart, UserPromptPart
 from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
@@ -126,6 +127,8 @@ class LLMAgent:
         output_tokens: int,
         retry: RetryPolicy | None,
         instructions: str | None = None,
+        direct: bool = False,
+        settings: ModelSettings | None = None,
     ) -> None:
         self._agent = agent
         self._retry = retry
@@ -138,6 +141,11 @@ class LLMAgent:
         self._output_tokens = output_tokens
         self._instructions = instructions
         self._run_options: dict[str, Any] = {}
+        # An agent fanfold built with no tools and text output is one model request per run:
+        # it is sent through pydantic-ai's direct API, without the agent graph (a third of the
+        # CPU per call, which is what bounds a large fan-out).
+        self._direct = direct
+        self._settings = settings
 
     @property
     def description(self) -> str | None:
@@ -163,6 +171,11 @@ class LLMAgent:
         model = self._governed(ctx.run)
         token = _CALLER.set(ctx)
         try:
+            if self._direct and not self._run_options:
+                text = await self._ask(model, input)
+                if text is not None:
+                    return text
+                # No text in the answer: the agent's run handles that (it asks again, or fails).
             result = await self._agent.run(self._render(input), model=model, **self._run_options)
         finally:
             _CALLER.reset(token)
@@ -172,6 +185,11 @@ class LLMAgent:
             ctx.charge(extra)
             ctx.run.ledger.spent += extra
         return result.output
+
+    async def _ask(self, model: GovernedModel, input: Any) -> str | None:
+        message = ModelRequest(parts=[UserPromptPart(self._render(input))], instructions=self._instructions)
+        response = await model_request(model, [message], model_settings=self._settings)
+        return response.text
 
     def _render(self, input: Any) -> str:
         if self._prompt is not None:
@@ -280,6 +298,7 @@ def llm(
         raise UsageError(f"ff.llm(price={price!r}): pass ff.Price(input=..., output=...) in dollars per million tokens")
     ref: ModelRef | None = None
     model_obj: Model | None = None
+    agent_built = False
     if isinstance(model, PydanticAgent):
         if instructions is not None or tools or output_type is not str:
             raise UsageError(
@@ -305,6 +324,7 @@ def llm(
             raise UsageError(
                 f"ff.llm(model={model!r}): pass a 'provider:model' string, a pydantic-ai Model or a pydantic-ai Agent"
             )
+        agent_built = True
         agent = PydanticAgent(
             None,
             output_type=output_type,
@@ -325,4 +345,6 @@ def llm(
         output_tokens=output_tokens,
         retry=retry,
         instructions=instructions,
+        direct=agent_built and not tools and output_type is str,
+        settings=model_settings,
     )
