@@ -255,3 +255,30 @@ def test_streamed_requests_are_governed_too() -> None:
     assert result.summary.counts[ff.Status.SKIPPED] == 1
     assert result.summary.usage.requests == 2
     assert [c.status for c in log.of_type(events.ModelCalled)] == ["ok", "ok"]
+
+
+def test_a_text_agent_sends_its_instructions_settings_and_prompt_in_one_request() -> None:
+    seen: list[tuple[str | None, str, int | None]] = []
+
+    async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        request = messages[-1]
+        prompt = request.parts[-1].content  # type: ignore[union-attr]
+        settings = info.model_settings or {}
+        seen.append((request.instructions, prompt, settings.get("max_tokens")))  # type: ignore[union-attr]
+        return ModelResponse(parts=[TextPart(f"re: {prompt}")], usage=RequestUsage(input_tokens=5, output_tokens=2))
+
+    agent = ff.llm(FunctionModel(respond), instructions="Be brief.", model_settings={"max_tokens": 7})
+    result = ff.run_sync(ff.map(agent), ["a", {"b": 1}])
+    assert result.output == ["re: a", 're: {"b":1}']
+    assert sorted(seen) == [("Be brief.", "a", 7), ("Be brief.", '{"b":1}', 7)]
+    assert result.summary.usage.requests == 2
+
+
+def test_a_text_answer_with_no_text_is_asked_again_by_the_agent() -> None:
+    answers = iter([ModelResponse(parts=[]), ModelResponse(parts=[]), ModelResponse(parts=[TextPart("finally")])])
+
+    async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return next(answers)
+
+    result = ff.run_sync(ff.llm(FunctionModel(respond)), "hello")
+    assert result.output == "finally"
