@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)  # offline on the simulated provider; or a real model: make demo MODEL=openai:gpt-5-mini
-	$(BIN)/python examples/review_documents.py $(if $(MODEL),--model $(MODEL))
+demo: $(STAMP)  # a batch run through the CLI, offline on the simulated provider; or: make demo MODEL=openai:gpt-5-mini
+	$(BIN)/fanfold demo $(if $(MODEL),--model $(MODEL))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

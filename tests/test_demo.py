@@ -1,6 +1,8 @@
-"""The demo, on a few of its bundled documents and the simulated provider, finds what they contain."""
+"""The demos, on the simulated provider, find what the bundled documents contain: the
+``review_documents.py`` script on a few of them, and ``fanfold demo`` (``make demo``) on all."""
 
 import importlib.util
+import json
 import shutil
 import sys
 from collections.abc import Iterator
@@ -8,8 +10,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from typer.testing import CliRunner
 
 import fanfold as ff
+from fanfold._cli import app
 from fanfold.testing import Faults, Latency, SimRequest
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -86,3 +90,41 @@ def test_a_real_model_without_its_key_is_a_usage_error(
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ff.UsageError, match="OPENAI_API_KEY"):
         demo.main(documents, progress=False, model="openai:gpt-5-mini")
+
+
+# -- `fanfold demo` (what `make demo` runs): the same review as a batch run through the CLI ------
+
+
+def test_fanfold_demo_reviews_every_paragraph_as_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "results.jsonl"
+    result = CliRunner().invoke(app, ["demo", "--latency", "0", "--no-progress", "-o", str(output)])
+    assert result.exit_code == 0, result.output
+
+    rows = [json.loads(line) for line in (EXAMPLES / "data" / "paragraphs.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [line["index"] for line in lines] == list(range(len(rows)))
+    assert len(rows) == 261
+    assert all(line["status"] == "succeeded" for line in lines)
+    assert all(line["value"]["document"] == row["document"] for line, row in zip(lines, rows, strict=True))
+
+    summary = json.loads((tmp_path / "results.summary.json").read_text())
+    report = summary["result"]
+    assert report["sections"] == 261
+    assert len(report["documents"]) == 40
+    found = {(document, issue["issue"]) for issue in report["issues"] for document in issue["documents"]}
+    assert {(document, issue) for document, issue in KNOWN.items() if issue} <= found
+    assert not any(document == "memo-hiring-plan" for document, _ in found)
+    assert "Reviewed 261 sections of 40 documents" in result.output
+    assert (tmp_path / ".fanfold" / "runs.db").is_file()  # journaled in the default store
+
+
+def test_fanfold_demo_on_a_real_model_without_its_key_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    result = CliRunner().invoke(app, ["demo", "--model", "openai:gpt-5-mini", "--no-progress"])
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY" in result.output

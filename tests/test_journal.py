@@ -180,6 +180,7 @@ def test_keyed_inputs_resume_wherever_they_now_stand() -> None:
         first = await ff.run(spec, [1, 2, 3], store=store)
         again = await ff.run(spec, [3, 4, 1, 2], store=store, resume=first.run_id)
         assert [o.resumed for o in again.outcomes] == [True, False, True, True]
+        assert [o.key for o in again.outcomes] == ["essay-3", "essay-4", "essay-1", "essay-2"]
         assert sum(calls.finished.values()) == 4
 
     asyncio.run(main())
@@ -196,6 +197,13 @@ def test_resume_needs_a_known_run_of_the_same_shape() -> None:
             await ff.run(ff.vote(grader(calls)), 1, store=store, resume=first.run_id)
 
     asyncio.run(main())
+
+    async def streamed() -> None:  # a run that cannot begin ends its streams too
+        with pytest.raises(ff.UsageError, match="has no such run"):
+            async with ff.start(ff.map(str.upper), ["a"], store=MemoryStore(), resume="nope") as run:
+                assert [o async for o in run.as_completed()] == []
+
+    asyncio.run(streamed())
     with pytest.raises(ff.UsageError, match="needs the store"):
         ff.run_sync(ff.map(str.upper), ["a"], resume="abc")
     with pytest.raises(ff.UsageError, match="metadata="):

@@ -80,8 +80,9 @@ class Journal:
 
     # -- restoring ---------------------------------------------------------------------------
 
-    def restore(self, ctx: Context, key: str, digest: str | None) -> Outcome[Any] | None:
-        """The journaled outcome of this task, if it has one for the same input."""
+    def restore(self, ctx: Context, key: str, digest: str | None, label: Hashable | None) -> Outcome[Any] | None:
+        """The journaled outcome of this task (whose fan-out ``key`` is ``label``), if it has one
+        for the same input."""
         if not self._restored:
             return None
         entry = self._restored.get(key)
@@ -93,7 +94,7 @@ class Journal:
             ctx.index,
             Status(entry.status),
             decode(entry) if entry.status == Status.SUCCEEDED else None,
-            None,
+            label,
             ctx.path,
             entry.attempts,
             entry.start,

@@ -248,13 +248,18 @@ class Run:
         try:
             if store is None:
                 return await self._body()
-            journal = await open_journal(
-                store,
-                state.run_id,
-                agent_name(self._spec),
-                options.journal_config(self._spec),
-                options.resume is not None,
-            )
+            try:
+                journal = await open_journal(
+                    store,
+                    state.run_id,
+                    agent_name(self._spec),
+                    options.journal_config(self._spec),
+                    options.resume is not None,
+                )
+            except BaseException:
+                self._bus.close()  # the run never began: end the streams its consumers wait on
+                state.root_sink.close()
+                raise
             state.journal = journal
             journal.start()
             try:

@@ -118,7 +118,7 @@ async def execute(
     journal = run.journal if ctx.parent is not None else None  # the root's outcome is the run's status
     if journal is not None:
         journal_key, digest = task_key(ctx, key), input_digest(value)
-        restored = journal.restore(ctx, journal_key, digest)
+        restored = journal.restore(ctx, journal_key, digest, key)
         if restored is not None:
             _finish(run, report, restored)
             return restored

@@ -1,0 +1,419 @@
+"""Batch files for ``fanfold run``: rows read lazily from JSONL or CSV, the agent that runs a
+row (or fails it, naming its file and line), and the JSONL output with its summary.
+
+Bad input never loses the rest: a row that cannot be parsed is read as a :class:`BadRow`, and
+the row agent turns it into a failed outcome (``MalformedRow: data.jsonl:7: ...``) without
+calling anything. Output lines come in input order through a reorder buffer (or as they
+finish), buffered and flushed about once a second. The journal is the durable record: a resumed
+run replays every journaled outcome, so its output file is written afresh, whole and in order.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from pydantic_core import to_json
+
+from fanfold._agent import agent_name
+from fanfold._context import Context
+from fanfold._errors import UsageError
+from fanfold._outcome import Outcome, Status
+from fanfold._runtime import is_composite
+from fanfold._store import Entry
+
+Format = Literal["jsonl", "csv", "tsv"]
+FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+
+
+class MalformedRow(UsageError):
+    """A row that cannot run: it does not parse, or lacks a field the pipeline needs. The message
+    starts with the file and line: ``data.csv:12: ...``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One input row: its (first) line in the file, and its value (a JSON value, or a CSV row
+    as a dict of strings)."""
+
+    line: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """A row that does not parse, and why."""
+
+    line: int
+    problem: str
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+class InputFile:
+    """A JSONL or CSV file of rows, read lazily: :meth:`rows` is a generator over the file, so a
+    run holds only the rows in flight, whatever the file's size.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "rows.jsonl"
+    >>> _ = path.write_text('{"a": 1}\\n{"a": \\n')
+    >>> list(InputFile.open(path).rows())
+    [Row(line=1, value={'a': 1}), BadRow(line=2, problem='not valid JSON: Expecting value: line 1 column 7 (char 6)')]
+    """
+
+    def __init__(self, path: Path, format: Format, header: list[str] | None = None) -> None:
+        self.path = path
+        self.format = format
+        self.header = header
+
+    @classmethod
+    def open(cls, path: str | Path, format: str | None = None) -> InputFile:
+        """Check that the file is there and readable, and (CSV) its header; name what is wrong."""
+        path = Path(path)
+        found = FORMATS.get(path.suffix.lower() if format is None else f".{format}")
+        if found is None and format is None:
+            raise UsageError(
+                f"--input {str(path)!r}: cannot tell its format from the suffix; name the file .jsonl or .csv, "
+                "or pass --format jsonl|csv|tsv"
+            )
+        if found is None:
+            raise UsageError(f"--format {format!r}: pass jsonl, csv or tsv")
+        if not path.is_file():
+            raise UsageError(f"--input {str(path)!r}: no such file")
+        try:
+            with path.open("rb") as f:
+                f.read(1)
+        except OSError as exc:
+            raise UsageError(f"--input {str(path)!r}: cannot read it: {exc.strerror or exc}") from exc
+        header = cls._header(path, found) if found != "jsonl" else None
+        return cls(path, found, header)
+
+    @staticmethod
+    def _header(path: Path, format: Format) -> list[str]:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            try:
+                header = next(csv.reader(f, delimiter="\t" if format == "tsv" else ",", strict=True), None)
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise UsageError(f"{path}:1: the header is not valid {format.upper()}: {exc}") from exc
+        if not header or not any(name.strip() for name in header):
+            raise UsageError(f"{path}:1: a {format.upper()} file starts with a header row naming its columns")
+        duplicates = sorted({name for name in header if header.count(name) > 1})
+        if duplicates:
+            raise UsageError(f"{path}:1: the header names the column {duplicates[0]!r} twice; name each column once")
+        return header
+
+    def where(self, line: int) -> str:
+        return f"{self.path}:{line}"
+
+    def rows(self) -> Iterator[Row | BadRow]:
+        """Every row, in file order (blank lines are skipped)."""
+        return self._jsonl() if self.format == "jsonl" else self._csv()
+
+    def _jsonl(self) -> Iterator[Row | BadRow]:
+        with self.path.open("rb") as f:
+            for number, raw in enumerate(f, 1):
+                text = raw.rstrip(b"\r\n")  # so that an error's column counts within the row
+                if not text.strip():
+                    continue
+                try:
+                    yield Row(number, json.loads(text))
+                except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                    yield BadRow(number, f"not valid JSON: {exc}")
+
+    def _csv(self) -> Iterator[Row | BadRow]:
+        header = self.header
+        assert header is not None
+        width = len(header)
+        with self.path.open(newline="", encoding="utf-8-sig", errors="strict") as f:
+            reader = csv.reader(f, delimiter="\t" if self.format == "tsv" else ",", strict=True)
+            next(reader, None)  # the header, checked when the file was opened
+            last = reader.line_num
+            while True:
+                start = last + 1
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    hint = "; a quote opened here is never closed" if "end of data" in str(exc) else ""
+                    yield BadRow(start, f"not valid {self.format.upper()}: {exc}{hint}")
+                    last = reader.line_num
+                    continue
+                except UnicodeDecodeError as exc:
+                    yield BadRow(start, f"not valid UTF-8: {exc}")
+                    return  # the decoder cannot find the next line again
+                last = reader.line_num
+                if not fields or fields == [""]:
+                    continue
+                if len(fields) != width:
+                    yield BadRow(start, f"{len(fields)} fields where the header has {width}")
+                else:
+                    yield Row(start, dict(zip(header, fields, strict=True)))
+
+    def count(self) -> int:
+        """How many rows the file has (for progress): non-blank lines for JSONL, records for CSV."""
+        if self.format == "jsonl":
+            with self.path.open("rb") as f:
+                return sum(1 for raw in f if raw.strip())
+        return sum(1 for _ in self.rows())
+
+    def first_problem(self) -> str | None:
+        """The first malformed row as ``file:line: problem``, or None (for ``--strict``)."""
+        for row in self.rows():
+            if isinstance(row, BadRow):
+                return f"{self.where(row.line)}: {row.problem}"
+        return None
+
+
+# -- the agent that runs one row --------------------------------------------------------------
+
+
+class RowAgent:
+    """Runs the pipeline's agent on a row's value (``prepare``-d: a prompt template; its value
+    ``finish``-ed: a team's answer), or fails a :class:`BadRow` with :class:`MalformedRow`
+    without calling it. Composite when the agent
+    is (an LLM agent, a vote); a leaf otherwise, with the agent's resources, retry and timeouts."""
+
+    composite = True
+
+    def __init__(
+        self,
+        agent: Any,
+        file: InputFile,
+        prepare: Callable[[Any], Any] | None = None,
+        finish: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.file = file
+        self.prepare = prepare
+        self.finish = finish
+        self.name = agent_name(agent)
+
+    def input_of(self, row: Row | BadRow) -> Any:
+        if isinstance(row, BadRow):
+            raise MalformedRow(f"{self.file.where(row.line)}: {row.problem}")
+        if self.prepare is None:
+            return row.value
+        try:
+            return self.prepare(row.value)
+        except (ValueError, TypeError) as exc:
+            raise MalformedRow(f"{self.file.where(row.line)}: {exc}") from None
+
+    async def run(self, row: Row | BadRow, ctx: Context, /) -> Any:
+        value = await self.agent.run(self.input_of(row), ctx)
+        return value if self.finish is None else self.finish(value)
+
+    def __repr__(self) -> str:
+        return f"<rows of {self.name}>"
+
+
+class LeafRowAgent(RowAgent):
+    composite = False
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        return getattr(self.agent, "resources", ())
+
+    @property
+    def retry(self) -> Any:
+        return getattr(self.agent, "retry", None)
+
+    @property
+    def timeouts(self) -> Any:
+        return getattr(self.agent, "timeouts", None)
+
+
+def row_agent(
+    agent: Any,
+    file: InputFile,
+    prepare: Callable[[Any], Any] | None = None,
+    finish: Callable[[Any], Any] | None = None,
+) -> RowAgent:
+    return (RowAgent if is_composite(agent) else LeafRowAgent)(agent, file, prepare, finish)
+
+
+def row_key(
+    file: InputFile, field: str | None, key: Callable[[Any], Hashable] | None
+) -> Callable[[Row | BadRow], Hashable] | None:
+    """The key that names each row in the output and the journal: a field of the row, or a
+    function of its value. A malformed row has none (its position names it)."""
+    if field is None and key is None:
+        return None
+
+    def of(row: Row | BadRow) -> Hashable:
+        if isinstance(row, BadRow):
+            return None
+        if key is not None:
+            return key(row.value)
+        value = row.value
+        if not isinstance(value, dict) or field not in value:
+            raise MalformedRow(f"{file.where(row.line)}: the row has no field {field!r}, the pipeline's key")
+        found = value[field]
+        return found if isinstance(found, str | int | float | bool) or found is None else json.dumps(found)
+
+    return of
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def summary_path(output: Path) -> Path:
+    """``results.jsonl`` -> ``results.summary.json``, beside it."""
+    stem = output.name.removesuffix(output.suffix) if output.suffix in (".jsonl", ".ndjson", ".json") else output.name
+    return output.with_name(f"{stem}.summary.json")
+
+
+def line_of(outcome: Outcome[Any]) -> bytes:
+    """One output line: index, status, the value or the error, reason, attempts, usage, key."""
+    data: dict[str, Any] = {"index": outcome.index, "status": outcome.status.value}
+    if outcome.key is not None:
+        data["key"] = outcome.key
+    if outcome.status is Status.SUCCEEDED:
+        data["value"] = outcome.value
+    else:
+        error = outcome.error
+        data["error"] = None if error is None else {"type": error.type, "message": error.message}
+    data["reason"] = outcome.reason
+    data["attempts"] = outcome.attempts
+    data["usage"] = None if outcome.usage is None else dataclasses.asdict(outcome.usage)
+    return to_json(data, serialize_unknown=True) + b"\n"
+
+
+class OutputWriter:
+    """Writes one JSONL line per outcome: in input order through a reorder buffer (``ordered``),
+    or as they come. Lines are buffered and flushed every ``flush_every`` seconds.
+
+    :meth:`check` before the run: a path that cannot be written fails there, before any call.
+    The file is created (or truncated) when the first line comes, so a run that fails to start
+    (a resume refused by its journal, say) leaves an earlier output as it was.
+    """
+
+    def __init__(self, path: str | Path, *, ordered: bool = True, flush_every: float = 1.0) -> None:
+        self.path = Path(path)
+        self.ordered = ordered
+        self.flush_every = flush_every
+        self.written = 0
+        self._file: IO[bytes] | None = None
+        self._next = 0
+        self._pending: dict[int, bytes] = {}
+        self._flushed = time.monotonic()
+
+    def check(self) -> None:
+        """Raise :class:`~fanfold.UsageError` now if the output or its summary cannot be written."""
+        for path in (self.path, summary_path(self.path)):
+            _check_writable(path)
+
+    def _open(self) -> IO[bytes]:
+        try:
+            self._file = self.path.open("wb", buffering=1 << 16)
+        except OSError as exc:
+            raise UsageError(f"--output {str(self.path)!r}: cannot write it: {exc.strerror or exc}") from exc
+        return self._file
+
+    def add(self, outcome: Outcome[Any]) -> None:
+        file = self._file or self._open()
+        line = line_of(outcome)
+        if not self.ordered:
+            file.write(line)
+            self.written += 1
+        elif outcome.index == self._next:
+            file.write(line)
+            self.written += 1
+            self._next += 1
+            pending = self._pending
+            while self._next in pending:
+                file.write(pending.pop(self._next))
+                self.written += 1
+                self._next += 1
+        else:
+            self._pending[outcome.index] = line
+        now = time.monotonic()
+        if now - self._flushed >= self.flush_every:
+            file.flush()
+            self._flushed = now
+
+    @property
+    def pending(self) -> int:
+        """Lines held back until the inputs before them finish."""
+        return len(self._pending)
+
+    def close(self, *, create: bool = True) -> None:
+        """Write what the buffer holds (in index order, past any gap) and close the file; with
+        ``create=False``, a file that no line was written to is left as it was."""
+        file, self._file = self._file, None
+        if file is None:
+            if not create:
+                return
+            file = self._open()
+            self._file = None
+        for index in sorted(self._pending):
+            file.write(self._pending[index])
+            self.written += 1
+        self._pending.clear()
+        file.close()
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, naming the path and why, if ``path`` cannot be created or written."""
+    flag = "--output" if not path.name.endswith(".summary.json") else "the summary file"
+    if path.is_dir():
+        raise UsageError(f"{flag} {str(path)!r} is a directory; pass a file path, e.g. {path / 'results.jsonl'}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {str(path)!r}: the directory {str(parent)!r} does not exist; create it first")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"{flag} {str(path)!r}: not writable (permission denied); choose another path")
+        return
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".fanfold-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {str(path)!r}: cannot create files in {str(parent)!r} ({exc.strerror or exc}); choose another path"
+        ) from exc
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Write the summary JSON whole (a temporary file, then a rename)."""
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def entry_line(entry: Entry) -> bytes:
+    """An output line for a journal entry of a top input (``fanfold runs export``)."""
+    data: dict[str, Any] = {"index": entry.index, "status": entry.status}
+    key = entry.key
+    if "{" in key and key.endswith("}"):  # map{'id': 7}: the input's own key, as its repr
+        text = key[key.index("{") + 1 : -1]
+        try:
+            data["key"] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            data["key"] = text
+    if entry.status == Status.SUCCEEDED:
+        data["value"] = None if entry.value_json is None else json.loads(entry.value_json)
+    else:
+        error = None if entry.error_type is None else {"type": entry.error_type, "message": entry.error_message or ""}
+        data["error"] = error
+    data["reason"] = entry.reason
+    data["attempts"] = entry.attempts
+    data["usage"] = None if entry.usage is None else json.loads(entry.usage)
+    return to_json(data) + b"\n"
+
+
+def is_top_entry(entry: Entry) -> bool:
+    """Whether the entry is an input of the run's top fan-out (``map[17]``), not a nested task."""
+    return "/" not in entry.path and entry.path.startswith("map[")
