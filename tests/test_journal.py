@@ -239,6 +239,7 @@ def test_a_sqlite_journal_survives_its_process(tmp_path: Path) -> None:
     kept = asyncio.run(record())
     assert kept.config["metadata"] == {"cli": ["fanfold", "run"]}
     assert kept.config["spec"] == "map(grade)"
+    assert kept.config["inputs"] == {"type": "list", "count": 30}
 
 
 @settings(max_examples=60, deadline=None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sized
 from dataclasses import dataclass, field
 from os import PathLike
 from types import TracebackType
@@ -119,14 +119,18 @@ class _Options:
                     f"metadata={self.metadata!r}: pass JSON data (a dict of str, numbers, lists): {exc}"
                 ) from exc
 
-    def journal_config(self, spec: Any) -> dict[str, Any]:
-        """What the run record keeps of the run: plain data, no secrets."""
+    def journal_config(self, spec: Any, input: Any) -> dict[str, Any]:
+        """What the run record keeps of the run: plain data, no secrets. Each task's entry
+        identifies its own input (a digest); the record says what the inputs were."""
         settings = {
             name: repr(getattr(self, name))
             for name in ("limits", "retry", "timeouts", "deadline", "budget")
             if getattr(self, name) is not None
         }
-        return {"spec": describe(spec), "options": settings, "metadata": self.metadata or {}}
+        inputs: dict[str, Any] = {"type": type(input).__name__}
+        if isinstance(input, Sized) and not isinstance(input, str | bytes):
+            inputs["count"] = len(input)
+        return {"spec": describe(spec), "inputs": inputs, "options": settings, "metadata": self.metadata or {}}
 
     @property
     def callbacks(self) -> list[Callback]:
@@ -253,7 +257,7 @@ class Run:
                     store,
                     state.run_id,
                     agent_name(self._spec),
-                    options.journal_config(self._spec),
+                    options.journal_config(self._spec, self._input),
                     options.resume is not None,
                 )
             except BaseException:
