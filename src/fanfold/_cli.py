@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import os
 import signal
 import sys
 import time
@@ -405,10 +406,19 @@ def runs_list(
     table.add_column("output", overflow="fold")
     for record in records:
         total = (record.summary or {}).get("total")
-        output = (record.config.get("metadata") or {}).get("output", "")
+        output = _near((record.config.get("metadata") or {}).get("output", ""))
         table.add_row(record.run_id, record.name, record.status, _when(record.created_at),
                       "" if total is None else f"{total:,}", str(record.resumes), output)  # fmt: skip
-    Console(soft_wrap=True).print(table)
+    # Piped into a file or another program, a table is not squeezed into 80 columns.
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def _near(path: str) -> str:
+    """A path relative to the working directory when it lies below it."""
+    if not path:
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _record_data(record: RunRecord) -> dict[str, Any]:
