@@ -265,3 +265,20 @@ def test_crash_and_resume_keeps_exactly_one_outcome_per_input(
         assert all(calls.started[i] <= 2 for i in range(n))  # at most once more, if it was cut in flight
 
     asyncio.run(main())
+
+
+def test_a_team_is_recorded_with_its_members() -> None:
+    def plan(request: ff.PlanRequest) -> dict[str, Any]:
+        return {"subtasks": [{"id": "each", "member": "double", "split": {"by": "each"}}]}
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    async def main() -> dict[str, Any]:
+        store = MemoryStore()
+        result = await ff.run(ff.team(plan, [double]), ff.Brief("double", [1, 2]), store=store)
+        record = await store.get_run(result.run_id)
+        assert record is not None
+        return record.config
+
+    assert asyncio.run(main())["spec"] == "team(plan, double)"

@@ -223,8 +223,10 @@ def describe(agent: Any) -> str:
     parts: list[str] = []
     for f in fields(agent):
         value = getattr(agent, f.name)
-        items = value if isinstance(value, tuple) else (value,)
-        parts += [describe(v) for v in items if hasattr(v, "run") and not isinstance(v, type)]
+        for item in value if isinstance(value, tuple) else (value,):
+            child = item if hasattr(item, "run") else getattr(item, "agent", None)  # a team's member
+            if child is not None and hasattr(child, "run") and not isinstance(child, type):
+                parts.append(describe(child))
     return f"{agent_name(agent)}({', '.join(parts)})"
 
 
