@@ -4,36 +4,24 @@
 Each subcommand is a function on :data:`app` that parses its flags into fanfold's own
 configuration objects and hands over; no behaviour lives here that the library lacks. Exit
 codes: 0 the run finished, 1 it failed (or passed its deadline), 2 a usage error (nothing was
-called), 130 interrupted (resumable).
+called), 130 interrupted (resumable). The ``runs`` subcommands, and the running and reporting of
+a job that ``run``, ``demo`` and ``runs resume`` share, are in :mod:`fanfold._cli_runs`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import importlib.util
-import json
-import os
 import signal
-import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from fanfold._batch import entry_line, is_top_entry, summary_path
-from fanfold._batch_run import DEFAULT_STORE, Job, Report, run_job
+from fanfold._batch_run import DEFAULT_STORE, Job
+from fanfold._cli_runs import EXAMPLES, STORE_PANEL, StoreOption, execute_job, run_demo, runs_app
 from fanfold._errors import UsageError
 from fanfold._pipeline import Overrides
-from fanfold._progress import duration
-from fanfold._store import RunRecord, Store, open_store
 
 if TYPE_CHECKING:  # the simulator (an aiohttp server) is imported by the commands that use it
     from fanfold._sim import SimulatedProvider
@@ -193,16 +181,6 @@ async def _serve(sim: SimulatedProvider) -> None:
 # -- fanfold run ------------------------------------------------------------------------------
 
 _LIMITS_RUN = "Limits and budget (override the pipeline's)"
-_STORE = "Journal and resume"
-StoreOption = Annotated[
-    str,
-    typer.Option(
-        "--store",
-        envvar="FANFOLD_STORE",
-        help="Where runs are journaled: a SQLite file, a postgresql:// URL, or 'memory'.",
-        rich_help_panel=_STORE,
-    ),
-]
 
 _RUN_HELP = (
     "Run a pipeline over every row of a JSONL or CSV file; write one JSONL line per row, and a summary.\n\n"
@@ -263,10 +241,10 @@ def run(
     ] = None,
     store: StoreOption = DEFAULT_STORE,
     resume: Annotated[
-        str | None, typer.Option("--resume", help="Continue this run from its journal.", rich_help_panel=_STORE)
+        str | None, typer.Option("--resume", help="Continue this run from its journal.", rich_help_panel=STORE_PANEL)
     ] = None,
     run_id: Annotated[
-        str | None, typer.Option("--run-id", help="Name the run [default: a random id].", rich_help_panel=_STORE)
+        str | None, typer.Option("--run-id", help="Name the run [default: a random id].", rich_help_panel=STORE_PANEL)
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress on stderr.")] = True,
     progress_every: Annotated[
@@ -301,246 +279,14 @@ def run(
         progress_every=progress_every,
         overrides=overrides,
     )
-    _execute(job)
+    execute_job(job)
 
 
-def _execute(job: Job, *, after: Callable[[Report], None] | None = None) -> Report:
-    """Run the job and exit with its code (after ``after(report)``, when the run started)."""
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-    ids: list[str] = []
-
-    def started(run_id: str) -> None:
-        ids.append(run_id)
-        verb = "resuming" if job.resume else "run"
-        err.print(f"[bold]fanfold[/]: {verb} {run_id}: " + escape(f"{job.pipeline} over {job.input} -> {job.output}"))
-
-    try:
-        report = asyncio.run(run_job(job, console=err, on_start=started))
-    except UsageError as exc:
-        err.print("[red]Error:[/] " + escape(str(exc)))
-        raise typer.Exit(2) from exc
-    except KeyboardInterrupt:  # a second Ctrl-C: out at once; the journal keeps what finished
-        which = ids[0] if ids else "RUN_ID"
-        err.print(f"[red]stopped[/]: what finished is journaled; resume with `fanfold runs resume {which}`")
-        raise typer.Exit(130) from None
-    _print_report(report, job, err)
-    if after is not None:
-        after(report)
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
-    return report
-
-
-def _print_report(report: Report, job: Job, err: Console) -> None:
-    summary = report.summary
-    result = report.result
-    if result is not None:
-        not_ok = result.summary.total - result.summary.succeeded  # (the outcomes are not kept: count)
-        colour = "green" if report.exit_code == 0 and not not_ok else "yellow"
-        err.print(f"[bold {colour}]run {report.run_id} {result.status.value}[/]: " + escape(str(result.summary)))
-        if not_ok and not report.interrupted:
-            err.print(f"  {not_ok:,} inputs did not succeed: their lines in {job.output} say why", markup=False)
-    lines = summary.get("lines", 0)
-    err.print(f"  {lines:,} lines in {job.output}; the summary in {summary_path(job.output)}", markup=False)
-    if report.message is not None:
-        failed = report.exit_code not in (0, 130)
-        err.print(report.message, style="red" if failed else None, markup=False)
-    if "result" in summary and job.command == "run":
-        typer.echo(json.dumps(summary["result"], indent=2, ensure_ascii=False))
-
-
-# -- fanfold runs -----------------------------------------------------------------------------
-
-runs_app = typer.Typer(
-    name="runs", help="The runs in a store: list, show, resume, export.", no_args_is_help=True, add_completion=False
-)
-app.add_typer(runs_app)
-
-
-def _with_store(target: str, use: Callable[[Store], Any]) -> Any:
-    """Open the store, await ``use(store)``, close it; a usage error exits 2 with its message."""
-
-    async def main() -> Any:
-        async with open_store(target) as store:
-            return await use(store)
-
-    try:
-        return asyncio.run(main())
-    except UsageError as exc:
-        Console(stderr=True, soft_wrap=True, highlight=False).print("[red]Error:[/] " + escape(str(exc)))
-        raise typer.Exit(2) from exc
-
-
-async def _record(store: Store, run_id: str) -> RunRecord:
-    record = await store.get_run(run_id)
-    if record is None:
-        raise UsageError(f"{store.url} has no run {run_id!r}; `fanfold runs list` shows the runs it has")
-    return record
-
-
-def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
-
-
-@runs_app.command("list", help="The most recent runs, newest first.")
-def runs_list(
-    store: StoreOption = DEFAULT_STORE,
-    limit: Annotated[int, typer.Option(min=1, help="How many runs.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run.")] = False,
-) -> None:
-    async def use(s: Store) -> list[RunRecord]:
-        return await s.list_runs(limit)
-
-    records: list[RunRecord] = _with_store(store, use)
-    if as_json:
-        for record in records:
-            typer.echo(json.dumps(_record_data(record)))
-        return
-    if not records:
-        typer.echo(f"no runs in {store}")
-        return
-    table = Table(box=None)
-    for name in ("run id", "name", "status", "created", "inputs", "resumes"):
-        table.add_column(name, no_wrap=True, justify="right" if name in ("inputs", "resumes") else "left")
-    table.add_column("output", overflow="fold")
-    for record in records:
-        total = (record.summary or {}).get("total")
-        output = _near((record.config.get("metadata") or {}).get("output", ""))
-        table.add_row(record.run_id, record.name, record.status, _when(record.created_at),
-                      "" if total is None else f"{total:,}", str(record.resumes), output)  # fmt: skip
-    # Piped into a file or another program, a table is not squeezed into 80 columns.
-    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(table)
-
-
-def _near(path: str) -> str:
-    """A path relative to the working directory when it lies below it."""
-    if not path:
-        return path
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
-
-
-def _record_data(record: RunRecord) -> dict[str, Any]:
-    return {
-        "run_id": record.run_id,
-        "name": record.name,
-        "status": record.status,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "resumes": record.resumes,
-        "config": record.config,
-        "summary": record.summary,
-    }
-
-
-@runs_app.command("show", help="One run: what was run, its status, its summary and its journal.")
-def runs_show(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
-    store: StoreOption = DEFAULT_STORE,
-    as_json: Annotated[bool, typer.Option("--json", help="The record as JSON.")] = False,
-) -> None:
-    async def use(s: Store) -> tuple[RunRecord, dict[str, int]]:
-        return await _record(s, run_id), await s.counts(run_id)
-
-    record, counts = _with_store(store, use)
-    data = _record_data(record) | {"journaled": counts}
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
-    out = Console(soft_wrap=True, highlight=False, markup=False)
-    out.print(f"run {record.run_id} ({record.name}): {record.status}", style="bold")
-    out.print(f"  created {_when(record.created_at)}, updated {_when(record.updated_at)}, resumed {record.resumes}x")
-    metadata = record.config.get("metadata") or {}
-    for name in ("pipeline", "input", "output"):
-        if name in metadata:
-            out.print(f"  {name}: {metadata[name]}")
-    if metadata.get("flags"):
-        out.print(f"  flags: {json.dumps(metadata['flags'])}")
-    if "spec" in record.config:
-        out.print(f"  spec: {record.config['spec']}")
-    out.print(f"  journaled tasks: {', '.join(f'{n:,} {s}' for s, n in sorted(counts.items())) or 'none'}")
-    summary = record.summary
-    if summary:
-        counted = ", ".join(f"{n:,} {s}" for s, n in summary.get("counts", {}).items() if n)
-        out.print(f"  summary: {summary.get('total', 0):,} inputs: {counted or 'none'}; wall "
-                  f"{duration(summary.get('wall', 0.0))}, {summary.get('retries', 0)} retries")  # fmt: skip
-        usage = summary.get("usage") or {}
-        if usage.get("requests"):
-            out.print(f"  usage: {usage['requests']:,} requests, {usage.get('input_tokens', 0):,} tokens in, "
-                      f"{usage.get('output_tokens', 0):,} out, ${usage.get('cost', 0.0):.4f}")  # fmt: skip
-    if record.status == "running":
-        out.print(f"  unfinished (or still running): `fanfold runs resume {record.run_id}` continues it")
-    elif record.status != "succeeded":
-        out.print(f"  `fanfold runs resume {record.run_id}` runs what did not finish")
-
-
-@runs_app.command("resume", help="Continue a run from its journal, as it was started; rewrite its output whole.")
-def runs_resume(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
-    store: StoreOption = DEFAULT_STORE,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress on stderr.")] = True,
-) -> None:
-    async def use(s: Store) -> RunRecord:
-        return await _record(s, run_id)
-
-    record: RunRecord = _with_store(store, use)
-    try:
-        job = Job.from_metadata(run_id, record.config.get("metadata") or {}, store=store, progress=progress)
-    except UsageError as exc:
-        Console(stderr=True, soft_wrap=True, highlight=False).print("[red]Error:[/] " + escape(str(exc)))
-        raise typer.Exit(2) from exc
-    if job.command == "demo":
-        _demo(job)
-    else:
-        _execute(job)
-
-
-@runs_app.command("export", help="A run's journaled outcomes as JSONL (the lines `fanfold run` writes).")
-def runs_export(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
-    store: StoreOption = DEFAULT_STORE,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here [default: stdout].")] = None,
-    unordered: Annotated[bool, typer.Option("--unordered", help="In journal order, holding none in memory.")] = False,
-) -> None:
-    async def use(s: Store) -> int:
-        await _record(s, run_id)
-        with _open_output(output) as sink:
-            if unordered:
-                count = 0
-                async for entry in s.entries(run_id):
-                    if is_top_entry(entry):
-                        sink.write(entry_line(entry))
-                        count += 1
-                return count
-            lines = [(e.index, entry_line(e)) async for e in s.entries(run_id) if is_top_entry(e)]
-            lines.sort(key=lambda pair: pair[0])
-            for _, line in lines:
-                sink.write(line)
-            return len(lines)
-
-    count = _with_store(store, use)
-    if output is not None:
-        Console(stderr=True, markup=False).print(f"exported {count:,} outcomes of run {run_id} to {output}")
-
-
-@contextlib.contextmanager
-def _open_output(path: Path | None) -> Iterator[Any]:
-    if path is None:
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-        return
-    try:
-        file = path.open("wb")
-    except OSError as exc:
-        raise UsageError(f"--output {str(path)!r}: cannot write it: {exc.strerror or exc}") from exc
-    with file:
-        yield file
+app.add_typer(runs_app)  # fanfold runs list|show|resume|export
 
 
 # -- fanfold demo -----------------------------------------------------------------------------
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 _DEMO_HELP = (
     "Review 261 paragraphs of 40 bundled documents with a map-reduce of two LLM agents, as a batch run "
     "(examples/pipelines/review.yaml over examples/data/paragraphs.jsonl), offline.\n\n"
@@ -571,41 +317,7 @@ def demo(
         overrides=Overrides(model=model),
         command="demo",
     )
-    _demo(job, latency=latency)
-
-
-def _demo(job: Job, *, latency: float = 0.25) -> None:
-    """Run the demo job: on a simulated provider started here, unless it names a real model."""
-    if not Path(job.pipeline).is_file():
-        Console(stderr=True).print(
-            f"[red]Error:[/] the demo runs the examples of fanfold's source tree, and {job.pipeline} is not there; "
-            "clone the repository and run `make demo`"
-        )
-        raise typer.Exit(2)
-    helpers = _load_example("demo_helpers")
-    if job.overrides.model is not None and job.overrides.base_url is None:
-        _execute(job, after=lambda report: helpers.show(report.summary, None))
-        return
-    sim: SimulatedProvider = helpers.simulated_provider(latency=latency)
-    with sim.in_thread():
-        overrides = Overrides(
-            model=helpers.SIMULATED_MODEL, base_url=sim.openai_base_url, api_key="sim", price=helpers.PRICE
-        )
-        simulated = dataclasses.replace(job, overrides=overrides)
-        _execute(simulated, after=lambda report: helpers.show(report.summary, sim.stats))
-
-
-def _load_example(name: str) -> ModuleType:
-    """A helper module of the examples folder (it imports its neighbours, as a script would)."""
-    if str(EXAMPLES) not in sys.path:
-        sys.path.insert(0, str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    run_demo(job, latency=latency)
 
 
 def main() -> None:
