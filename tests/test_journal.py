@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import fanfold as ff
-from fanfold._store import Entry, MemoryStore, SQLiteStore
+from fanfold._store import Entry, MemoryStore, PostgresStore, SQLiteStore
 
 
 class Grade(BaseModel):
@@ -282,3 +284,33 @@ def test_a_team_is_recorded_with_its_members() -> None:
         return record.config
 
     assert asyncio.run(main())["spec"] == "team(plan, double)"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_run_resumes_from_a_database_store_opened_afresh(kind: str, tmp_path: Path) -> None:
+    url = os.environ.get("FANFOLD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    target = str(tmp_path / "runs.db") if kind == "sqlite" else url
+
+    async def main() -> None:
+        if kind == "postgres":
+            try:
+                async with PostgresStore(url):
+                    pass
+            except ff.UsageError as exc:
+                pytest.skip(f"{exc}; set FANFOLD_TEST_POSTGRES_URL")
+        calls = Calls()
+        spec = ff.map(ff.vote(grader(calls), n=2, early_stop=False))
+        essays = list(range(25))
+        run_id = f"test-{uuid.uuid4().hex}"
+        await run_until(spec, essays, target, 10, run_id=run_id, limits=ff.Limits(concurrency=3))
+        result = await ff.run(spec, essays, store=target, resume=run_id)  # a new store object: from the database
+        assert [o.index for o in result.outcomes] == essays
+        assert result.outputs == [Grade(essay=e, score=e / 2) for e in essays]
+        assert all(calls.finished[e] == 2 for e in essays)  # each sample finished once over both runs
+        async with ff.PostgresStore(url) if kind == "postgres" else SQLiteStore(target) as store:
+            record = await store.get_run(run_id)
+            assert record is not None
+            assert (record.status, record.resumes) == ("succeeded", 1)
+            await store.delete_run(run_id)
+
+    asyncio.run(main())
