@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
 from fanfold._errors import UsageError
+from fanfold._vote import as_hashable
 
 SAMPLE_ROWS = 3
 SAMPLE_CHARS = 300  # each sample row, as JSON, is cut to this many characters
@@ -95,7 +96,7 @@ class Split(BaseModel):
         for row in rows:
             if not has_field(row, field):
                 raise BadSplit(f"group_by {field!r}: a row has no field {field!r}: {_cut(row, 120)}")
-            groups.setdefault(_hashable(get_field(row, field)), []).append(row)
+            groups.setdefault(as_hashable(get_field(row, field)), []).append(row)
         return list(groups.values())
 
     def _filtered(self, rows: list[Any]) -> list[Any]:
@@ -225,7 +226,7 @@ def _field_info(name: str, rows: list[Any]) -> FieldInfo:
         value = get_field(row, name)
         types[type(value).__name__] = None
         if len(distinct) < MAX_DISTINCT:
-            distinct.setdefault(_hashable(value), value)
+            distinct.setdefault(as_hashable(value), value)
     examples = tuple(_cut(v, 40) for v in list(distinct.values())[:EXAMPLES])
     return FieldInfo(name, " | ".join(types), present, len(distinct), examples)
 
@@ -248,14 +249,6 @@ def has_field(row: Any, name: str) -> bool:
 
 def get_field(row: Any, name: str) -> Any:
     return row[name] if isinstance(row, Mapping) else getattr(row, name)
-
-
-def _hashable(value: Any) -> Hashable:
-    try:
-        hash(value)
-    except TypeError:
-        return repr(value)
-    return value  # type: ignore[no-any-return]
 
 
 def _cut(value: Any, limit: int) -> str:

@@ -58,6 +58,7 @@ from fanfold._pipeline_schema import (
 from fanfold._policy import Collect, FailurePolicy
 from fanfold._retry import RetryPolicy
 from fanfold._usage import Budget, Price
+from fanfold._vote import as_hashable
 
 PROVIDERS = ("openai", "openai-chat", "openai-responses", "anthropic", "google-gla", "google-vertex", "groq",
              "mistral", "bedrock", "cohere", "deepseek", "grok", "openrouter", "huggingface")  # fmt: skip
@@ -280,7 +281,7 @@ def _build_yaml(pipeline: Pipeline, spec: PipelineSpec, o: Overrides) -> Built:
     if isinstance(pattern, VoteSpec):
         by = pattern.by
         agent = vote(agent, n=pattern.n, early_stop=pattern.early_stop,
-                     key=None if by is None else (lambda answer: _hashable(getattr(answer, by))))  # fmt: skip
+                     key=None if by is None else (lambda answer: as_hashable(getattr(answer, by))))  # fmt: skip
     elif isinstance(pattern, MapReduceSpec):
         reducer = llm(model, name=f"{pipeline.name}-reduce", instructions=pattern.reduce,
                       output_type=pipeline.reduce_type, prompt=_reduce_prompt, **common)  # fmt: skip
@@ -327,14 +328,6 @@ def leader_model(pipeline: Pipeline) -> str:
 def _team_value(result: Any) -> dict[str, Any]:
     """A team's row value: its answer, and the parts that are missing from it (by subtask run)."""
     return {"answer": result.answer, "missing": dict(result.missing)}
-
-
-def _hashable(value: Any) -> Hashable:
-    try:
-        hash(value)
-    except TypeError:
-        return repr(value)
-    return value  # type: ignore[no-any-return]
 
 
 def _reduce_prompt(parts: list[Any]) -> str:

@@ -17,7 +17,9 @@ from fanfold._policy import Collect, FailurePolicy, Tally, Verdict
 from fanfold._runtime import run_step
 
 
-def _default_key(value: Any) -> Hashable:
+def as_hashable(value: Any) -> Hashable:
+    """The value itself if it can be hashed, else its printed form: how votes compare answers,
+    and how groups and distinct values are keyed."""
     try:
         hash(value)
     except TypeError:
@@ -31,7 +33,7 @@ class Vote(Pattern):
     n: int
     judge: Agent | None = None
     decide: Callable[[list[Any]], Any] | None = None
-    key: Callable[[Any], Hashable] = _default_key
+    key: Callable[[Any], Hashable] = as_hashable
     early_stop: bool = True
     policy: FailurePolicy = field(default_factory=Collect)
     name: str = "vote"
@@ -81,7 +83,7 @@ class Vote(Pattern):
         return decided
 
 
-def majority_of(values: list[Any], key: Callable[[Any], Hashable] = _default_key) -> Any:
+def majority_of(values: list[Any], key: Callable[[Any], Hashable] = as_hashable) -> Any:
     """The most frequent value; a tie goes to the answer that appears first in sample order."""
     counts: Counter[Hashable] = Counter(key(v) for v in values)
     best = max(counts.values())
@@ -121,7 +123,7 @@ def vote(
         n,
         None if judge is None else as_agent(judge, "vote(judge=...)"),
         decide,
-        key or _default_key,
+        key or as_hashable,
         early_stop,
         policy,
     )
