@@ -63,6 +63,30 @@ def check(claim: str, value: float, target: float, *, unit: str = "x", below: bo
     return ok
 
 
+def child_figures(script: str, n: int) -> dict[str, float]:
+    """Run ``script --child n`` in a fresh process; return the JSON it prints (``count``,
+    ``seconds``, ``peak_mb``), checking that it handled all ``n``."""
+    done = subprocess.run([sys.executable, script, "--child", str(n)], capture_output=True, text=True, check=True)
+    figures: dict[str, float] = json.loads(done.stdout)
+    assert figures["count"] == n, f"handled {figures['count']} of {n}"
+    return figures
+
+
+def check_flat_memory(script: str, baseline: str, unit: str) -> None:
+    """The memory benchmarks' report: peak RSS of fresh child processes for none, 100k and 1M
+    ``unit``; targets: <= 150 MB at 1M, and within 1.1x of the 100k peak."""
+    base = child_figures(script, 0)
+    info(f"{baseline:>26}: {base['peak_mb']:6.1f} MB")
+    runs = {n: child_figures(script, n) for n in (100_000, 1_000_000)}
+    for n, figures in runs.items():
+        rate = n / figures["seconds"]
+        growth = figures["peak_mb"] - base["peak_mb"]
+        info(f"{n:>26,}: {figures['peak_mb']:6.1f} MB ({growth:+.1f} MB over baseline, {rate:,.0f} {unit}/s)")
+    peak_1m = runs[1_000_000]["peak_mb"]
+    check(f"peak RSS at 1M {unit}", peak_1m, 150, unit=" MB")
+    check("peak RSS 1M / 100k", peak_1m / runs[100_000]["peak_mb"], 1.1)
+
+
 class SimulatorProcess:
     """``fanfold simulate`` in a process of its own, so that the client's CPU figures are the
     client's; controlled over its ``/_sim`` endpoints::

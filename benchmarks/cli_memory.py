@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import check, info, title
+from _common import check_flat_memory, info, title
 
 CONCURRENCY = 100
 HERE = Path(__file__).resolve().parent
@@ -59,29 +59,13 @@ def child(n: int) -> None:
         with (work / "out.jsonl").open("rb") as f:
             lines = sum(1 for _ in f)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kilobytes on Linux
-    print(json.dumps({"lines": lines, "seconds": seconds, "peak_mb": peak_mb}))
-
-
-def measure(n: int) -> dict[str, float]:
-    done = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True)
-    figures: dict[str, float] = json.loads(done.stdout)
-    assert figures["lines"] == n, f"wrote {figures['lines']} lines for {n} rows"
-    return figures
+    print(json.dumps({"count": lines, "seconds": seconds, "peak_mb": peak_mb}))
 
 
 def main() -> None:
     title(f"memory: JSONL rows through `fanfold run` (ordered output, SQLite journal), concurrency {CONCURRENCY}")
     info("peak RSS of the `fanfold run` process, a fresh one per row")
-    baseline = measure(0)
-    info(f"{'baseline (no rows)':>26}: {baseline['peak_mb']:6.1f} MB")
-    runs = {n: measure(n) for n in (100_000, 1_000_000)}
-    for n, figures in runs.items():
-        rate = n / figures["seconds"]
-        growth = figures["peak_mb"] - baseline["peak_mb"]
-        info(f"{n:>26,}: {figures['peak_mb']:6.1f} MB ({growth:+.1f} MB over baseline, {rate:,.0f} rows/s)")
-    peak_1m = runs[1_000_000]["peak_mb"]
-    check("peak RSS at 1M rows", peak_1m, 150, unit=" MB")
-    check("peak RSS 1M / 100k", peak_1m / runs[100_000]["peak_mb"], 1.1)
+    check_flat_memory(__file__, "baseline (no rows)", "rows")
 
 
 if __name__ == "__main__":

@@ -54,15 +54,16 @@ def measure(main: Callable[[], Awaitable[object]]) -> tuple[float, float]:
     return asyncio.run(clocked())
 
 
+def sdk_client(sim: SimulatorProcess, http_client: Any) -> openai.AsyncOpenAI:
+    """The OpenAI SDK's client for the simulator: no retries of its own, patient connects."""
+    return openai.AsyncOpenAI(
+        base_url=sim.openai_base_url, api_key="sk-bench", max_retries=0, timeout=PATIENT, http_client=http_client
+    )
+
+
 def direct(sim: SimulatorProcess) -> tuple[float, float]:
     async def main() -> None:
-        client = openai.AsyncOpenAI(
-            base_url=sim.openai_base_url,
-            api_key="sk-bench",
-            max_retries=0,
-            timeout=PATIENT,
-            http_client=openai.DefaultAioHttpClient(),
-        )
+        client = sdk_client(sim, openai.DefaultAioHttpClient())
         async with client:
             agent: Agent[None, str] = Agent(OpenAIChatModel("sim-1", provider=OpenAIProvider(openai_client=client)))
 
@@ -79,13 +80,7 @@ def direct_api(sim: SimulatorProcess) -> tuple[float, float]:
     """The same requests through pydantic-ai's direct API, as fanfold sends a text agent's."""
 
     async def main() -> None:
-        client = openai.AsyncOpenAI(
-            base_url=sim.openai_base_url,
-            api_key="sk-bench",
-            max_retries=0,
-            timeout=PATIENT,
-            http_client=openai.DefaultAioHttpClient(),
-        )
+        client = sdk_client(sim, openai.DefaultAioHttpClient())
         async with client:
             model = OpenAIChatModel("sim-1", provider=OpenAIProvider(openai_client=client))
 
@@ -115,9 +110,7 @@ def raw_sdk(sim: SimulatorProcess, http_client: Any) -> tuple[float, float]:
     """Chat completions straight through the OpenAI SDK, on the given transport (None: its default)."""
 
     async def main() -> None:
-        client = openai.AsyncOpenAI(
-            base_url=sim.openai_base_url, api_key="sk-bench", max_retries=0, timeout=PATIENT, http_client=http_client
-        )
+        client = sdk_client(sim, http_client)
         async with client:
 
             async def call(prompt: str) -> Any:

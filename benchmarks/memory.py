@@ -17,12 +17,11 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import subprocess
 import sys
 import time
 
 import fanfold as ff
-from _common import check, info, title
+from _common import check_flat_memory, info, title
 
 CONCURRENCY = 100
 
@@ -48,26 +47,10 @@ def child(n: int) -> None:
     print(json.dumps({"count": count, "seconds": seconds, "peak_mb": peak_mb}))
 
 
-def measure(n: int) -> dict[str, float]:
-    done = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True)
-    figures: dict[str, float] = json.loads(done.stdout)
-    assert figures["count"] == n, f"streamed {figures['count']} outcomes for {n} inputs"
-    return figures
-
-
 def main() -> None:
     title(f"memory: inputs from a generator through ff.map + ff.as_completed, concurrency {CONCURRENCY}")
     info("peak RSS of a fresh process per row")
-    baseline = measure(0)
-    info(f"{'baseline (import fanfold)':>26}: {baseline['peak_mb']:6.1f} MB")
-    runs = {n: measure(n) for n in (100_000, 1_000_000)}
-    for n, figures in runs.items():
-        rate = n / figures["seconds"]
-        growth = figures["peak_mb"] - baseline["peak_mb"]
-        info(f"{n:>26,}: {figures['peak_mb']:6.1f} MB ({growth:+.1f} MB over baseline, {rate:,.0f} inputs/s)")
-    peak_1m = runs[1_000_000]["peak_mb"]
-    check("peak RSS at 1M", peak_1m, 150, unit=" MB")
-    check("peak RSS 1M / 100k", peak_1m / runs[100_000]["peak_mb"], 1.1)
+    check_flat_memory(__file__, "baseline (import fanfold)", "inputs")
 
 
 if __name__ == "__main__":
