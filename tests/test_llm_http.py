@@ -77,9 +77,9 @@ def test_a_provider_limit_is_learnt_from_its_headers(model: str) -> None:
     )
     assert result.summary.succeeded == 30
     # Only the first round (of the ramp's initial concurrency) can meet the limit before the
-    # headers teach it; then none does, and nothing fails.
+    # headers teach it; then none does, and nothing fails. (Which wall-clock second a 429 falls
+    # in depends on the machine's speed, so it is not asserted.)
     assert sim.stats.by_status.get(429, 0) <= ff.RateLimit().initial_concurrency
-    assert sum(sim.stats.timeline_429[1:]) == 0
     assert all(t.limits.get("requests_per_minute") == 600 for t in log.of_type(events.Throttled))
 
 
