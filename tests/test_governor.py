@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 
+import httpx2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic_ai.exceptions import ModelHTTPError
@@ -29,6 +30,13 @@ def test_a_bucket_refills_continuously_and_lets_a_large_call_run_then_pay() -> N
     bucket.level -= 25  # a call larger than the bucket ran: the bucket is in debt
     assert math.isclose(bucket.wait(1, 0.9), 1.6)  # 15 in debt plus 1, at 10 a second
     assert bucket.wait(1, 2.5) == 0.0
+
+
+def test_limits_are_read_from_an_http_clients_headers_whatever_their_case() -> None:
+    raw = [("X-RateLimit-Limit-Requests", "500"), ("x-ratelimit-limit-tokens", "not a number"), ("Server", "sim")]
+    assert limits_from_headers(httpx2.Headers(raw)) == {"requests": 500.0}
+    assert limits_from_headers({"X-RateLimit-Limit-Tokens": "30000"}) == {"tokens": 30000.0}
+    assert limits_from_headers(httpx2.Headers()) == {}
 
 
 def test_a_429_pauses_the_resource_and_it_resumes_from_empty() -> None:

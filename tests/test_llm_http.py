@@ -67,6 +67,19 @@ def test_plain_text_answers_in_input_order() -> None:
     assert result.output == [f"echo: {q}" for q in questions]
 
 
+def test_the_run_not_the_sdks_connection_pool_bounds_concurrency() -> None:
+    # The SDK's default pool holds 1,000 connections; a run allowed more runs more at once. The
+    # answers take long enough (4 s) for well over 1,000 requests to be sent before the first
+    # one returns; with the SDK's pool, the 1,001st waits for a connection whatever the speed.
+    calls, model = 1_100, "openai-chat:sim-1"
+    limits = ff.Limits(concurrency=calls, resources={model: ff.RateLimit(concurrency=calls)})
+    result, sim = served(
+        lambda sim: ff.run(ff.map(agent(sim, model)), range(calls), limits=limits), latency=Latency.fixed(4.0)
+    )
+    assert result.summary.succeeded == calls
+    assert sim.stats.peak_concurrency > 1_000
+
+
 @pytest.mark.parametrize("model", ["openai-chat:sim-1", "anthropic:sim-1"])
 def test_a_provider_limit_is_learnt_from_its_headers(model: str) -> None:
     # The provider allows 600 a minute in slices of a fifth of a second; fanfold is told nothing.

@@ -12,6 +12,7 @@ pydantic-ai's own ``infer_model``; their errors still carry their headers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hashlib
 import os
@@ -158,11 +159,20 @@ def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
         api_key=api_key,
         base_url=base_url,
         max_retries=0,
-        http_client=sdk_module.DefaultAioHttpClient(event_hooks=hooks),
+        http_client=sdk_module.DefaultAioHttpClient(event_hooks=hooks, limits=_governed_pool(sdk_module)),
     )
     cleanups.append(client.close)
     provider = provider_of(client)
     return infer_model(ref.spec, provider_factory=lambda _: provider)
+
+
+def _governed_pool(sdk_module: Any) -> Any:
+    """Connection limits that leave concurrency to the governor: the SDK's default pool holds
+    at most 1,000 connections, which would silently halve a run allowed 2,000 calls at once.
+    Admission is taken before a request asks the pool for a connection, so the run's limits
+    bound the connections (0 is aiohttp's "no limit of its own")."""
+    limits = sdk_module.DEFAULT_CONNECTION_LIMITS
+    return type(limits)(max_connections=0, max_keepalive_connections=None, keepalive_expiry=limits.keepalive_expiry)
 
 
 class on_wire:
@@ -193,6 +203,14 @@ _LIMIT_HEADERS = {
 }
 
 
+_RAW_LIMIT_HEADERS = {name.encode(): kind for name, kind in _LIMIT_HEADERS.items()}
+
+
+def _learn(found: dict[str, float], kind: str, value: str | bytes) -> None:
+    with contextlib.suppress(ValueError):  # not a number: the header says nothing usable
+        found[kind] = float(value)
+
+
 def limits_from_headers(headers: Mapping[str, str] | None) -> dict[str, float]:
     """Per-minute limits named by OpenAI's ``x-ratelimit-*`` or Anthropic's
     ``anthropic-ratelimit-*`` headers.
@@ -203,11 +221,15 @@ def limits_from_headers(headers: Mapping[str, str] | None) -> dict[str, float]:
     if not headers:
         return {}
     found: dict[str, float] = {}
-    for header, kind in _LIMIT_HEADERS.items():
-        raw = headers.get(header)
-        if raw is not None:
-            try:
-                found[kind] = float(raw)
-            except ValueError:
-                continue
+    raw = getattr(headers, "raw", None)  # httpx's headers, for every response: one pass over the bytes
+    if raw is not None:
+        for name, value in raw:
+            kind = _RAW_LIMIT_HEADERS.get(name.lower())
+            if kind is not None:
+                _learn(found, kind, value)
+        return found
+    for name, value in headers.items():
+        kind = _LIMIT_HEADERS.get(name.lower())
+        if kind is not None:
+            _learn(found, kind, value)
     return found
