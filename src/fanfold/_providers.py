@@ -16,7 +16,7 @@ import contextlib
 import contextvars
 import hashlib
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -206,11 +206,6 @@ _LIMIT_HEADERS = {
 _RAW_LIMIT_HEADERS = {name.encode(): kind for name, kind in _LIMIT_HEADERS.items()}
 
 
-def _learn(found: dict[str, float], kind: str, value: str | bytes) -> None:
-    with contextlib.suppress(ValueError):  # not a number: the header says nothing usable
-        found[kind] = float(value)
-
-
 def limits_from_headers(headers: Mapping[str, str] | None) -> dict[str, float]:
     """Per-minute limits named by OpenAI's ``x-ratelimit-*`` or Anthropic's
     ``anthropic-ratelimit-*`` headers.
@@ -221,15 +216,13 @@ def limits_from_headers(headers: Mapping[str, str] | None) -> dict[str, float]:
     if not headers:
         return {}
     found: dict[str, float] = {}
-    raw = getattr(headers, "raw", None)  # httpx's headers, for every response: one pass over the bytes
-    if raw is not None:
-        for name, value in raw:
-            kind = _RAW_LIMIT_HEADERS.get(name.lower())
-            if kind is not None:
-                _learn(found, kind, value)
-        return found
-    for name, value in headers.items():
-        kind = _LIMIT_HEADERS.get(name.lower())
+    # httpx's headers (every response's) are read in one pass over their bytes
+    raw = getattr(headers, "raw", None)
+    pairs: Iterable[tuple[Any, Any]] = raw if raw is not None else headers.items()
+    names: Mapping[Any, str] = _RAW_LIMIT_HEADERS if raw is not None else _LIMIT_HEADERS
+    for name, value in pairs:
+        kind = names.get(name.lower())
         if kind is not None:
-            _learn(found, kind, value)
+            with contextlib.suppress(ValueError):  # not a number: the header says nothing usable
+                found[kind] = float(value)
     return found
