@@ -101,7 +101,7 @@ class SimulatorProcess:
         self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> SimulatorProcess:
-        entry = "from fanfold._cli import main; main()"
+        entry = "from fanfold._cli._app import main; main()"
         command = [sys.executable, "-u", "-c", entry, "simulate", "--port", "0", *self.args]
         self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert self._proc.stdout is not None

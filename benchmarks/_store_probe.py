@@ -18,7 +18,10 @@ import time
 import uuid
 from pathlib import Path
 
-from fanfold._store import Entry, MemoryStore, PostgresStore, SQLiteStore, Store
+from fanfold._records import Entry, Store
+from fanfold._store._memory import MemoryStore
+from fanfold._store._postgres import PostgresStore
+from fanfold._store._sqlite import SQLiteStore
 
 N = 10_000
 BATCH = 256

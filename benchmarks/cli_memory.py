@@ -48,7 +48,7 @@ def child(n: int) -> None:
     with tempfile.TemporaryDirectory(prefix="fanfold-cli-memory-") as tmp:
         work = Path(tmp)
         write_rows(work / "rows.jsonl", n)
-        command = [sys.executable, "-m", "fanfold._cli", "run", "cli_memory:echo", "-i", "rows.jsonl", "-o",
+        command = [sys.executable, "-m", "fanfold._cli._app", "run", "cli_memory:echo", "-i", "rows.jsonl", "-o",
                    "out.jsonl", "--store", "runs.db", "-c", str(CONCURRENCY), "--no-progress"]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
         began = time.perf_counter()

@@ -22,7 +22,10 @@ from typing import Any
 
 import fanfold as ff
 from _common import check, info, timed, title
-from fanfold._store import MemoryStore, PostgresStore, SQLiteStore, Store
+from fanfold._records import Store
+from fanfold._store._memory import MemoryStore
+from fanfold._store._postgres import PostgresStore
+from fanfold._store._sqlite import SQLiteStore
 
 N = 20_000
 REPEATS = 3

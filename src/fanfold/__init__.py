@@ -8,7 +8,6 @@
 from fanfold import events
 from fanfold._agent import Agent, FunctionAgent, agent
 from fanfold._context import Channel, Context
-from fanfold._dataset import Split
 from fanfold._errors import (
     BudgetExhausted,
     FanfoldError,
@@ -27,18 +26,22 @@ from fanfold._errors import (
 )
 from fanfold._governor import RateLimit
 from fanfold._limits import Admission, Limiter, Limits
-from fanfold._llm import LLMAgent, llm
+from fanfold._llm._agent import LLMAgent, llm
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
 from fanfold._patterns import Pattern, map, parallel, race, sequence  # noqa: A004 - ff.map is the pattern
-from fanfold._plan import Plan, PlanRequest, Subtask, TeamCaps
 from fanfold._policy import Collect, FailFast, FailurePolicy, MaxFailureRate, MaxFailures, Quorum, Tally, Verdict
+from fanfold._records import Entry as JournalEntry
+from fanfold._records import RunRecord, Store
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, start
-from fanfold._store import Entry as JournalEntry
-from fanfold._store import MemoryStore, PostgresStore, RunRecord, SQLiteStore, Store
+from fanfold._store._memory import MemoryStore
+from fanfold._store._postgres import PostgresStore
+from fanfold._store._sqlite import SQLiteStore
 from fanfold._sync import as_completed_sync, run_sync
-from fanfold._team import Brief, TeamResult, member, team
+from fanfold._teams._dataset import Split
+from fanfold._teams._plan import Plan, PlanRequest, Subtask, TeamCaps
+from fanfold._teams._team import Brief, TeamResult, member, team
 from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import vote
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class FunctionAgent:
         args = (input, ctx) if self.takes_ctx else (input,)
         if self.is_async:
             return await self.fn(*args)
-        return await ctx.run.to_thread(self.fn, *args)
+        return await ctx.run_state.to_thread(self.fn, *args)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -139,16 +140,27 @@ def _takes_ctx(fn: Callable[..., Any]) -> bool:
     return len(positional) >= 2 and (len(required) == 2 or positional[1].name == "ctx")
 
 
+# Agents of other libraries, recognised by the top-level package their type comes from, and
+# adapted by the wing named here (loaded on first use: the core names its wings, it does not
+# import them). A pydantic-ai Agent or Model has an async run of its own, with another signature:
+# ff.llm wraps it, so that its model requests are governed like any ff.llm agent's.
+_ADAPTERS = {"pydantic_ai": "fanfold._llm._agent:llm"}
+
+
+def is_composite(agent: Any) -> bool:
+    """Composites (patterns, teams, LLM agents) hold no slot; everything else is a leaf."""
+    return getattr(agent, "composite", False) is True
+
+
 def as_agent(obj: Any, where: str = "agent") -> Agent:
     """Coerce a function or an agent object into an agent, or say what to pass instead."""
     if isinstance(obj, FunctionAgent):
         return obj
-    if type(obj).__module__.startswith("pydantic_ai"):
-        # A pydantic-ai Agent or Model has an async run of its own, with another signature:
-        # wrap it, so that its model requests are governed like any ff.llm agent's.
-        from fanfold._llm import llm
-
-        return llm(obj)
+    adapter = _ADAPTERS.get(type(obj).__module__.partition(".")[0])
+    if adapter is not None:
+        module, _, name = adapter.partition(":")
+        adapted: Agent = getattr(importlib.import_module(module), name)(obj)
+        return adapted
     run = getattr(obj, "run", None)
     if isinstance(obj, type) and inspect.iscoroutinefunction(run):
         raise UsageError(f"{where} got the class {obj.__name__}; pass an instance: {obj.__name__}(...)")

@@ -192,10 +192,10 @@ class Context:
             ctx.state      # branch-local dict: copied from the parent, never shared with siblings
     """
 
-    __slots__ = ("_path", "_state", "attempt", "index", "kind", "label", "parent", "run", "start", "usage")
+    __slots__ = ("_path", "_state", "attempt", "index", "kind", "label", "parent", "run_state", "start", "usage")
 
-    def __init__(self, run: RunState, parent: Context | None, kind: str, label: object, index: int) -> None:
-        self.run = run
+    def __init__(self, state: RunState, parent: Context | None, kind: str, label: object, index: int) -> None:
+        self.run_state = state
         self.parent = parent
         self.kind = kind
         self.label = label
@@ -207,11 +207,11 @@ class Context:
         self.usage: Usage | None = None  # what this task's model calls spent, its children's included
 
     def child(self, kind: str, index: int, label: object = None) -> Context:
-        return Context(self.run, self, kind, index if label is None else label, index)
+        return Context(self.run_state, self, kind, index if label is None else label, index)
 
     @property
     def run_id(self) -> str:
-        return self.run.run_id
+        return self.run_state.run_id
 
     @property
     def path(self) -> str:
@@ -224,8 +224,8 @@ class Context:
 
     @property
     def time_left(self) -> float | None:
-        deadline = self.run.deadline
-        return None if deadline is None else max(0.0, deadline - self.run.clock())
+        deadline = self.run_state.deadline
+        return None if deadline is None else max(0.0, deadline - self.run_state.clock())
 
     @property
     def state(self) -> dict[str, Any]:
@@ -242,14 +242,14 @@ class Context:
 
     def publish(self, channel: Channel[T], value: T) -> None:
         """Merge ``value`` into the run's shared ``channel``."""
-        channels = self.run.channels
-        with self.run.channel_lock:
+        channels = self.run_state.channels
+        with self.run_state.channel_lock:
             current = channels.get(channel.name, channel.initial)
             channels[channel.name] = channel.merge(current, value)
 
     def read(self, channel: Channel[T]) -> T:
         """The channel's merged value so far."""
-        value: T = self.run.channels.get(channel.name, channel.initial)
+        value: T = self.run_state.channels.get(channel.name, channel.initial)
         return value
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ from fanfold._errors import FanoutFailed
 from fanfold._events import FINISHED_EVENT, FanoutStarted
 from fanfold._outcome import Outcome, Status
 from fanfold._policy import FailurePolicy, Tally, Verdict
-from fanfold._runtime import execute
+from fanfold._task import execute
 
 Item = tuple[Any, Any]  # (agent, input)
 Watch = Callable[[Outcome[Any], Tally], Verdict | None]
@@ -44,7 +44,7 @@ class Fanout:
         stagger: float = 0.0,
         primary: bool = True,
     ) -> None:
-        run = ctx.run
+        state = ctx.run_state
         self.ctx = ctx
         self.kind = kind
         self.policy = policy
@@ -55,11 +55,11 @@ class Fanout:
         self.stagger = stagger
         self.tally = Tally(total=total)
         # Only the run's top fan-out feeds the run's outcome stream.
-        self._sink = run.root_sink if primary and ctx.parent is None else None
+        self._sink = state.root_sink if primary and ctx.parent is None else None
         if self._sink is not None:
             self._sink.fed = True  # even with no inputs, the run's outcomes are this fan-out's
-        if run.bus.active:
-            run.bus.emit(FanoutStarted(run.run_id, ctx.path, run.now(), kind, total, self._sink is not None))
+        if state.bus.active:
+            state.bus.emit(FanoutStarted(state.run_id, ctx.path, state.now(), kind, total, self._sink is not None))
         self._keep = self._sink is None or self._sink.keep
         self._outcomes: list[Outcome[Any] | None] = []
         self._verdict: Verdict | None = None
@@ -68,7 +68,7 @@ class Fanout:
         self._source_error: tuple[int, BaseException] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._pulled = 0
-        size = window or run.window
+        size = window or state.window
         self._n_workers = min(size, total) if total is not None else size
         if isinstance(source, AsyncIterable):
             self._aiter: AsyncIterator[Item] | None = aiter(source)
@@ -92,7 +92,7 @@ class Fanout:
                 work = self._work_sync if self._iter is not None else self._work_async
                 self._workers = [group.create_task(work()) for _ in range(self._n_workers)]
         except asyncio.CancelledError:
-            await self._drain("cancelled" if not self.ctx.run.deadline_passed() else "the run's deadline passed")
+            await self._drain("cancelled" if not self.ctx.run_state.deadline_passed() else "the run's deadline passed")
             raise
         if self._source_error is not None:
             await self._drain(f"reading input #{self._source_error[0]} failed")
@@ -212,7 +212,7 @@ class Fanout:
     async def _drain(self, reason: str) -> None:
         """Record every input not yet read as skipped, so each input has its outcome."""
         self._closing = True
-        run = self.ctx.run
+        state = self.ctx.run_state
         while True:
             try:
                 if self._iter is not None:
@@ -237,8 +237,8 @@ class Fanout:
             if self._keep:
                 self._outcomes.append(None)
             self._record(outcome)
-            if run.bus.active:
-                run.bus.emit(FINISHED_EVENT[Status.SKIPPED](run.run_id, ctx.path, run.now(), outcome))
+            if state.bus.active:
+                state.bus.emit(FINISHED_EVENT[Status.SKIPPED](state.run_id, ctx.path, state.now(), outcome))
 
 
 class _KeyFailed:

@@ -18,15 +18,16 @@ import hashlib
 import json
 import pickle
 from collections.abc import Hashable
-from dataclasses import asdict
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
 from pydantic_core import to_json
 
+from fanfold._agent import agent_name, is_composite
 from fanfold._context import Context
 from fanfold._errors import JournalFailed, RunError, UsageError
 from fanfold._outcome import ErrorInfo, Outcome, Status
-from fanfold._store._base import Entry, RunRecord, Store
+from fanfold._records import Entry, RunRecord, Store
 from fanfold._usage import Usage
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
@@ -213,11 +214,6 @@ def _is_plain(value: Any) -> bool:
 def describe(agent: Any) -> str:
     """The shape of a spec, for the run record: ``map(vote(llm openai:gpt-5-mini))``. A resumed
     run must have the same shape (prompts and limits may change)."""
-    from dataclasses import fields, is_dataclass
-
-    from fanfold._agent import agent_name
-    from fanfold._runtime import is_composite
-
     if not is_composite(agent) or not is_dataclass(agent):
         return agent_name(agent)
     parts: list[str] = []

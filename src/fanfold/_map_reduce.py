@@ -11,7 +11,7 @@ from fanfold._errors import UsageError
 from fanfold._fanout import Fanout
 from fanfold._patterns import Map, Pattern, check_policy, check_window
 from fanfold._policy import Collect, FailFast, FailurePolicy
-from fanfold._runtime import run_step
+from fanfold._task import run_step
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -14,7 +14,7 @@ from fanfold._errors import RaceFailed, UsageError
 from fanfold._fanout import Fanout
 from fanfold._outcome import Outcome, Status
 from fanfold._policy import Collect, FailurePolicy, Tally, Verdict
-from fanfold._runtime import run_step
+from fanfold._task import run_step
 
 
 class Pattern(abc.ABC):

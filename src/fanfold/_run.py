@@ -19,9 +19,9 @@ from fanfold._events import Callback, Event, EventBus, RunFinished, RunStarted
 from fanfold._journal import describe, open_journal
 from fanfold._limits import Limiter, Limits
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
+from fanfold._records import Store, open_store
 from fanfold._retry import RetryPolicy, Timeouts
-from fanfold._runtime import execute
-from fanfold._store import Store, open_store
+from fanfold._task import execute
 from fanfold._usage import Budget
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from fanfold._fanout import Fanout
 from fanfold._outcome import Outcome, Status
 from fanfold._patterns import Pattern, check_policy
 from fanfold._policy import Collect, FailurePolicy, Tally, Verdict
-from fanfold._runtime import run_step
+from fanfold._task import run_step
 
 
 def as_hashable(value: Any) -> Hashable:

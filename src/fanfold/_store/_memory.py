@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from fanfold._store._base import Entry, RunRecord, Store
+from fanfold._records import Entry, RunRecord, Store
 from fanfold._store._rows import check_limit, check_run_id, dump_json, duplicate_run, stamped, unknown_run
 
 

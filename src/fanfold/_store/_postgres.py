@@ -14,10 +14,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from fanfold._errors import UsageError
-from fanfold._store._base import Entry, RunRecord, Store
+from fanfold._records import Entry, RunRecord, Store
+from fanfold._redact import SECRET_PARAMETERS
+from fanfold._redact import redact_url as redact
 from fanfold._store._rows import (
     ENTRY_COLUMNS,
     ENTRY_FIELDS,
@@ -40,7 +42,6 @@ SCHEMES = ("postgresql", "postgres")
 SCHEMA_VERSION = 1
 CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 PAGE = 1_000
-SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 # Any constant works: it only has to be the same in every process creating the tables at once.
 SCHEMA_LOCK = 0x66616E666F6C64  # "fanfold"
 
@@ -244,22 +245,6 @@ class PostgresStore(Store):
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
-
-
-def redact(url: str) -> str:
-    """``url`` without its password or any password parameter, fit for messages and ``repr``.
-
-    >>> redact("postgresql://me:s3cret@db:5432/runs?sslmode=require&password=s3cret")
-    'postgresql://me@db:5432/runs?sslmode=require'
-    """
-    parts = urlsplit(url)
-    user, at, hosts = parts.netloc.rpartition("@")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if ":" not in user and not any(name in SECRET_PARAMETERS for name, _ in query):
-        return url  # nothing to hide: keep it exactly as written
-    netloc = f"{user.partition(':')[0]}{at}{hosts}"
-    kept = urlencode([(name, value) for name, value in query if name not in SECRET_PARAMETERS])
-    return urlunsplit((parts.scheme, netloc, parts.path, kept, parts.fragment))
 
 
 def _secrets(url: str) -> list[str]:

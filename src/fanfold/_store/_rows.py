@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import Any
 
 from fanfold._errors import UsageError
-from fanfold._store._base import Entry, RunRecord
+from fanfold._records import Entry, RunRecord
 
 # The entry columns in the order of Entry's fields, so that `Entry(*row)` rebuilds an entry from
 # a row without naming each field (and a field added to Entry cannot be forgotten here).

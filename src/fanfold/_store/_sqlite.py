@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple
 
 from fanfold._errors import UsageError
-from fanfold._store._base import Entry, RunRecord, Store
+from fanfold._records import Entry, RunRecord, Store
 from fanfold._store._rows import (
     ENTRY_COLUMNS,
     ENTRY_FIELDS,

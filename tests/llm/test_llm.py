@@ -228,7 +228,7 @@ def test_the_key_never_reaches_resource_names_or_events() -> None:
 def test_streamed_requests_are_governed_too() -> None:
     """pydantic-ai streams a request when asked for events: it still reserves, is admitted and
     is accounted for (through the model wrapper's own stream path)."""
-    from fanfold._llm import _CALLER
+    from fanfold._llm._agent import _CALLER
 
     async def stream_text(messages: list[ModelMessage], info: AgentInfo) -> Any:
         yield "streamed "
@@ -241,7 +241,7 @@ def test_streamed_requests_are_governed_too() -> None:
             pass
 
     async def streaming(prompt: str, ctx: ff.Context) -> str:
-        model = llm._governed(ctx.run)  # type: ignore[attr-defined]
+        model = llm._governed(ctx.run_state)  # type: ignore[attr-defined]
         token = _CALLER.set(ctx)
         try:
             answer = await Agent(model).run(prompt, event_stream_handler=handler)

@@ -1,7 +1,7 @@
 """The YAML pipeline's schema, checked at the edge: what a pipeline file may say, and the errors.
 
 :class:`PipelineSpec` and its parts are frozen Pydantic models of a YAML pipeline (see
-:mod:`fanfold._pipeline`); :func:`explain` turns each validation error into one line that names
+:mod:`fanfold._cli._pipeline`); :func:`explain` turns each validation error into one line that names
 the file, the field path, the bad value and the fix. :func:`output_model` makes a Pydantic model
 from an ``output:`` schema (a mapping of field -> type, or ``'module:Class'``), and
 :func:`import_object` finds the Python object a ``module:attr`` names.

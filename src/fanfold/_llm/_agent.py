@@ -26,10 +26,10 @@ from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 from pydantic_core import to_json
 
-from fanfold._calls import ModelCall
 from fanfold._context import Context, RunState
 from fanfold._errors import UsageError
-from fanfold._providers import ModelRef, build_model, builds_client, parse_model
+from fanfold._llm._model_call import ModelCall
+from fanfold._llm._providers import ModelRef, build_model, builds_client, parse_model
 from fanfold._retry import RetryPolicy
 from fanfold._usage import Price, Usage
 
@@ -168,7 +168,7 @@ class LLMAgent:
         return f"<llm {self.name}>"
 
     async def run(self, input: Any, ctx: Context) -> Any:
-        model = self._governed(ctx.run)
+        model = self._governed(ctx.run_state)
         token = _CALLER.set(ctx)
         try:
             if self._direct and not self._run_options:
@@ -183,7 +183,7 @@ class LLMAgent:
         if retries:
             extra = Usage(output_retries=retries)
             ctx.charge(extra)
-            ctx.run.ledger.spent += extra
+            ctx.run_state.ledger.spent += extra
         return result.output
 
     async def _ask(self, model: GovernedModel, input: Any) -> str | None:
@@ -199,14 +199,14 @@ class LLMAgent:
         # JSON as pydantic writes it: models (and lists of them, as a reducer gets) included.
         return to_json(input, fallback=str).decode()
 
-    def _governed(self, run: RunState) -> GovernedModel:
+    def _governed(self, state: RunState) -> GovernedModel:
         """This run's governed model: one client and one resource per model, shared by every
         agent of the run that calls it."""
         key = ("model", self._ref if self._ref is not None else id(self._model))
-        governed: GovernedModel | None = run.services.get(key)
+        governed: GovernedModel | None = state.services.get(key)
         if governed is None:
             if self._ref is not None:
-                base = build_model(self._ref, run.cleanups)
+                base = build_model(self._ref, state.cleanups)
                 resource, lookup = self._ref.resource, self._ref.lookup
                 provider, model_name = self._ref.provider, self._ref.model
             else:
@@ -216,7 +216,7 @@ class LLMAgent:
                 resource = f"{provider}:{model_name}"
                 lookup = (provider,)
             call = ModelCall(
-                run,
+                state,
                 resource,
                 lookup,
                 provider=provider,
@@ -227,7 +227,7 @@ class LLMAgent:
                 on_wire=builds_client(self._ref),
                 retry=self._retry,
             )
-            governed = run.services[key] = GovernedModel(base, call)
+            governed = state.services[key] = GovernedModel(base, call)
         return governed
 
 

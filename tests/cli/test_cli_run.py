@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from fanfold._cli import app
+from fanfold._cli._app import app
 from fanfold.testing import Latency, SimRequest, SimulatedProvider
 
 MODEL = ["--model", "openai-chat:sim-1"]

@@ -16,7 +16,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import fanfold as ff
-from fanfold._store import Entry, MemoryStore, PostgresStore, SQLiteStore
+from fanfold._records import Entry
+from fanfold._store._memory import MemoryStore
+from fanfold._store._postgres import PostgresStore
+from fanfold._store._sqlite import SQLiteStore
 
 
 class Grade(BaseModel):

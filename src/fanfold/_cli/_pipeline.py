@@ -15,7 +15,7 @@ and deadline::
 
 :func:`load_pipeline` checks all of it before any call (the schema is Pydantic, at the edge) and
 names the file, the field path, the bad value and the fix (the schema, its error messages and the
-output types are in :mod:`fanfold._pipeline_schema`). :meth:`Pipeline.build` then makes the
+output types are in :mod:`fanfold._cli._pipeline_schema`). :meth:`Pipeline.build` then makes the
 agents (a missing API key is named there, still before any call). A ``module:attr`` pipeline is a
 Python object: an agent run on each row's value (any function or agent, ``ff.vote(...)``, ...),
 ``ff.map(agent)`` or ``ff.map_reduce(map=..., reduce=...)`` over the rows, or a function of no
@@ -36,11 +36,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from fanfold._governor import RateLimit
-from fanfold._limits import Limits
-from fanfold._map_reduce import MapReduce
-from fanfold._patterns import Map
-from fanfold._pipeline_schema import (
+from fanfold._cli._pipeline_schema import (
     FIXES,
     BudgetSpec,
     LimitsSpec,
@@ -55,6 +51,10 @@ from fanfold._pipeline_schema import (
     output_model,
     short,
 )
+from fanfold._governor import RateLimit
+from fanfold._limits import Limits
+from fanfold._map_reduce import MapReduce
+from fanfold._patterns import Map
 from fanfold._policy import Collect, FailurePolicy
 from fanfold._retry import RetryPolicy
 from fanfold._usage import Budget, Price
@@ -254,8 +254,8 @@ def _budget(spec_budget: BudgetSpec | None, o: Overrides) -> Budget | None:
 
 
 def _build_yaml(pipeline: Pipeline, spec: PipelineSpec, o: Overrides) -> Built:
-    from fanfold._calls import PROVIDER_RETRY
-    from fanfold._llm import llm
+    from fanfold._llm._agent import llm
+    from fanfold._llm._model_call import PROVIDER_RETRY
     from fanfold._vote import vote
 
     model = o.model or spec.model
@@ -307,9 +307,9 @@ def _build_yaml(pipeline: Pipeline, spec: PipelineSpec, o: Overrides) -> Built:
 def _team(pipeline: Pipeline, spec: TeamSpec, leader: Any, common: dict[str, Any], o: Overrides) -> Any:
     """The pipeline's LLM agent leads (its output is the answer's type); each member is an LLM
     agent of its own, on the pipeline's model unless it names one (``--model`` replaces both)."""
-    from fanfold._llm import llm
-    from fanfold._plan import TeamCaps
-    from fanfold._team import member, team
+    from fanfold._llm._agent import llm
+    from fanfold._teams._plan import TeamCaps
+    from fanfold._teams._team import member, team
 
     crew = []
     for m in spec.members:

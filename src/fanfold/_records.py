@@ -9,10 +9,16 @@ store makes a batch durable in one transaction before ``write`` returns.
 from __future__ import annotations
 
 import abc
+import importlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
+
+from fanfold._errors import UsageError
+from fanfold._redact import redact_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +136,68 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_run(self, run_id: str) -> None:
         """Forget the run and its entries."""
+
+
+# target -> the store that keeps it; each store is loaded by name on first use (the stores are a
+# wing of the package: the core names them, it does not import them).
+_STORES = {
+    "memory": "fanfold._store._memory:MemoryStore",
+    "sqlite": "fanfold._store._sqlite:SQLiteStore",
+    "postgres": "fanfold._store._postgres:PostgresStore",
+}
+_MEMORY = ("memory", ":memory:")
+_SQLITE_PREFIX = "sqlite:///"
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+_HOW = (
+    "pass a Store, 'memory', a SQLite file path ('runs.db' or 'sqlite:///runs.db'), "
+    "or a PostgreSQL URL ('postgresql://user@host/database')"
+)
+
+
+def store_class(kind: str) -> type[Store]:
+    """The store class for ``kind`` (``memory``, ``sqlite`` or ``postgres``)."""
+    module, _, name = _STORES[kind].partition(":")
+    cls: type[Store] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+def open_store(target: Store | str | os.PathLike[str] | None) -> Store:
+    """The store ``target`` names. The store is not opened yet: use it as ``async with store:``,
+    or call ``await store.open()``.
+
+    ======================================  =============================================
+    target                                  store
+    ======================================  =============================================
+    a :class:`Store`                        itself
+    ``None``, ``"memory"``, ``":memory:"``  ``MemoryStore`` (nothing survives the process)
+    ``"postgresql://..."``                  ``PostgresStore`` (needs ``fanfold[postgres]``)
+    ``"sqlite:///runs.db"``, ``"runs.db"``  ``SQLiteStore``, also for a ``pathlib.Path``
+    ======================================  =============================================
+
+    >>> open_store("runs/batch.db")
+    SQLiteStore('sqlite:///runs/batch.db')
+    >>> open_store("sqlite:////var/lib/fanfold/runs.db").path
+    '/var/lib/fanfold/runs.db'
+    >>> open_store("memory")
+    MemoryStore()
+    """
+    if isinstance(target, Store):
+        return target
+    if target is None:
+        return store_class("memory")()
+    if isinstance(target, os.PathLike):
+        return store_class("sqlite")(target)  # type: ignore[call-arg]
+    if not isinstance(target, str) or not target.strip():
+        raise UsageError(f"store={target!r} is not a store; {_HOW}")
+    if target in _MEMORY:
+        return store_class("memory")()
+    if target.startswith(_SQLITE_PREFIX) and len(target) > len(_SQLITE_PREFIX):
+        return store_class("sqlite")(target.removeprefix(_SQLITE_PREFIX))  # type: ignore[call-arg]
+    scheme = urlsplit(target).scheme
+    if scheme in _POSTGRES_SCHEMES:
+        return store_class("postgres")(target)  # type: ignore[call-arg]
+    # A URL of another kind (or a malformed sqlite:// one) is not a file name: refuse it rather than
+    # create a file called "mysql:" in the working directory.
+    if "://" in target:
+        raise UsageError(f"store={redact_url(target)!r} is not a store URL fanfold knows; {_HOW}")
+    return store_class("sqlite")(target)  # type: ignore[call-arg]

@@ -16,7 +16,7 @@ from pydantic_ai.usage import RequestUsage
 
 import fanfold as ff
 from fanfold._governor import Bucket, ProviderResource
-from fanfold._providers import limits_from_headers
+from fanfold._llm._providers import limits_from_headers
 from fanfold.testing import VirtualClock
 
 EXAMPLES = int(os.environ.get("FANFOLD_EXAMPLES", "60"))

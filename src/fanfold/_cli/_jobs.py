@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 
-from fanfold._batch import (
+from fanfold._cli._batch_files import (
     BadRow,
     InputFile,
     MalformedRow,
@@ -34,15 +34,15 @@ from fanfold._batch import (
     summary_path,
     write_summary,
 )
+from fanfold._cli._pipeline import Built, Overrides, Pipeline, load_pipeline
 from fanfold._errors import JournalFailed, RunFailed, UsageError
 from fanfold._events import Callback
 from fanfold._journal import describe
 from fanfold._map_reduce import map_reduce
 from fanfold._patterns import map as map_pattern
-from fanfold._pipeline import Built, Overrides, Pipeline, load_pipeline
 from fanfold._progress import ProgressDisplay
+from fanfold._records import Store, open_store
 from fanfold._run import Result, RunStatus, start
-from fanfold._store import Store, open_store
 
 DEFAULT_STORE = ".fanfold/runs.db"
 # The overrides a run record keeps (base_url is kept without credentials; api_key and price never).

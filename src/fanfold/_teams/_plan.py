@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 
-from fanfold._dataset import BadSplit, DataInfo, Split
 from fanfold._errors import UsageError
+from fanfold._teams._dataset import BadSplit, DataInfo, Split
 
 RESERVED = frozenset({"plan", "lead", "merge", "concat", "vote", "leader"})
 """Names no member and no subtask may take: the team's own steps and the plan's merge words."""

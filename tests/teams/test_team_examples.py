@@ -11,7 +11,7 @@ import pytest
 
 from fanfold.testing import Latency
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 
 def load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:

@@ -5,7 +5,7 @@ Each subcommand is a function on :data:`app` that parses its flags into fanfold'
 configuration objects and hands over; no behaviour lives here that the library lacks. Exit
 codes: 0 the run finished, 1 it failed (or passed its deadline), 2 a usage error (nothing was
 called), 130 interrupted (resumable). The ``runs`` subcommands, and the running and reporting of
-a job that ``run``, ``demo`` and ``runs resume`` share, are in :mod:`fanfold._cli_runs`.
+a job that ``run``, ``demo`` and ``runs resume`` share, are in :mod:`fanfold._cli._runs`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from fanfold._batch_run import DEFAULT_STORE, Job
-from fanfold._cli_runs import EXAMPLES, STORE_PANEL, StoreOption, execute_job, run_demo, runs_app
+from fanfold._cli._jobs import DEFAULT_STORE, Job
+from fanfold._cli._pipeline import Overrides
+from fanfold._cli._runs import EXAMPLES, STORE_PANEL, StoreOption, execute_job, run_demo, runs_app
 from fanfold._errors import UsageError
-from fanfold._pipeline import Overrides
 
 if TYPE_CHECKING:  # the simulator (an aiohttp server) is imported by the commands that use it
     from fanfold._sim import SimulatedProvider

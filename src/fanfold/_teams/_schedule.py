@@ -1,7 +1,7 @@
 """Running a team's plan: every subtask run starts as soon as the subtasks it needs have finished.
 
 The runs are child tasks of the team, in one task group, each through the runtime's
-:func:`~fanfold._runtime.execute` (limits, retries, budgets and events apply; a member that is a
+:func:`~fanfold._task.execute` (limits, retries, budgets and events apply; a member that is a
 pattern holds no slot). A run whose needs left no result is skipped with the reason; when the
 team's failure policy stops the plan, or the team is cancelled, runs still waiting are skipped
 too, so every run ends in exactly one outcome. Past the team's cutoff, members still running time
@@ -17,12 +17,12 @@ from fanfold._context import Context
 from fanfold._errors import FanoutFailed
 from fanfold._events import FINISHED_EVENT
 from fanfold._outcome import Outcome, Status
-from fanfold._plan import Work
 from fanfold._policy import Tally, Verdict
-from fanfold._runtime import execute
+from fanfold._task import execute
+from fanfold._teams._plan import Work
 
 if TYPE_CHECKING:
-    from fanfold._team import Team
+    from fanfold._teams._team import Team
 
 
 class Schedule:
@@ -49,7 +49,7 @@ class Schedule:
             async with asyncio.TaskGroup() as group:
                 self._tasks = [group.create_task(self._one(work)) for work in self.works]
         except asyncio.CancelledError:
-            self._drain("the run's deadline passed" if self.ctx.run.deadline_passed() else "cancelled")
+            self._drain("the run's deadline passed" if self.ctx.run_state.deadline_passed() else "cancelled")
             raise
         self._drain(self.verdict.reason if self.verdict is not None else "stopped")
         outcomes = [self.outcomes[work.key] for work in self.works]
@@ -70,8 +70,8 @@ class Schedule:
         if lacking is not None:
             self._unrun(work, ctx, Status.SKIPPED, f"needs {lacking!r}, which has no result")
             return
-        run = ctx.run
-        timeout = None if self.cutoff is None else self.cutoff - run.clock()
+        state = ctx.run_state
+        timeout = None if self.cutoff is None else self.cutoff - state.clock()
         if timeout is not None and timeout <= 0:
             self._unrun(work, ctx, Status.TIMED_OUT, "the team's deadline passed before it could start")
             return
@@ -124,9 +124,9 @@ class Schedule:
         """End a run that never started, with its reason, in the outcomes and the events."""
         outcome: Outcome[Any] = Outcome(ctx.index, status, None, None, ctx.path, 0, reason=reason)
         self._record(work, outcome, judge=judge)
-        run = ctx.run
-        if run.bus.active:
-            run.bus.emit(FINISHED_EVENT[status](run.run_id, ctx.path, run.now(), outcome))
+        state = ctx.run_state
+        if state.bus.active:
+            state.bus.emit(FINISHED_EVENT[status](state.run_id, ctx.path, state.now(), outcome))
 
     def _drain(self, reason: str) -> None:
         """Skip every run that has no outcome yet (it was stopped before it started)."""

@@ -1,8 +1,8 @@
 """``fanfold runs list|show|resume|export`` (the runs in a store), and running a batch job from the
-command line: ``run``, ``demo`` and ``runs resume`` all hand their :class:`~fanfold._batch_run.Job`
+command line: ``run``, ``demo`` and ``runs resume`` all hand their :class:`~fanfold._cli._jobs.Job`
 to :func:`execute_job` (a demo job to :func:`run_demo`, which starts the simulated provider first).
 
-:data:`runs_app` is registered on :data:`fanfold._cli.app`, which imports this module (and not
+:data:`runs_app` is registered on :data:`fanfold._cli._app.app`, which imports this module (and not
 the other way round).
 """
 
@@ -26,12 +26,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fanfold._batch import entry_line, is_top_entry, summary_path
-from fanfold._batch_run import DEFAULT_STORE, Job, Report, run_job
+from fanfold._cli._batch_files import entry_line, is_top_entry, summary_path
+from fanfold._cli._jobs import DEFAULT_STORE, Job, Report, run_job
+from fanfold._cli._pipeline import Overrides
 from fanfold._errors import UsageError
-from fanfold._pipeline import Overrides
 from fanfold._progress import duration
-from fanfold._store import RunRecord, Store, open_store
+from fanfold._records import RunRecord, Store, open_store
 
 if TYPE_CHECKING:  # the simulator (an aiohttp server) is imported by the commands that use it
     from fanfold._sim import SimulatedProvider
@@ -283,7 +283,7 @@ def _open_output(path: Path | None) -> Iterator[Any]:
 
 # -- fanfold demo's job -----------------------------------------------------------------------
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 def run_demo(job: Job, *, latency: float = 0.25) -> None:

@@ -31,8 +31,8 @@ from fanfold._errors import BudgetExhausted, TaskTimeout, UsageError
 from fanfold._events import ModelCalled, TaskRetrying, Throttled
 from fanfold._governor import ProviderResource
 from fanfold._limits import Admission, ConcurrencyLimiter
+from fanfold._llm._providers import Wire, limits_from_headers, on_wire
 from fanfold._outcome import ErrorInfo
-from fanfold._providers import Wire, limits_from_headers, on_wire
 from fanfold._retry import RetryPolicy, call_with_retries, delay_hint
 from fanfold._usage import Price, Usage
 
@@ -80,7 +80,7 @@ class ModelCall:
 
     def __init__(
         self,
-        run: RunState,
+        state: RunState,
         resource: str,
         lookup: tuple[str, ...],
         *,
@@ -93,10 +93,10 @@ class ModelCall:
         retry: RetryPolicy | None = None,
     ) -> None:
         self.retry = retry or PROVIDER_RETRY
-        self.run = run
+        self.state = state
         self.on_wire = on_wire  # the HTTP client's request hook takes the admission
         self.name = resource
-        limiter = run.limiter
+        limiter = state.limiter
         self.resource: ProviderResource | None = (
             limiter.meter(resource, lookup) if isinstance(limiter, ConcurrencyLimiter) else None
         )
@@ -134,10 +134,10 @@ class ModelCall:
             return await self._attempt(ctx, send, cost, n)
 
         def on_retry(n: int, delay: float, exc: BaseException) -> None:
-            run = self.run
-            run.retries += 1
-            if run.bus.active:
-                run.bus.emit(TaskRetrying(run.run_id, ctx.path, run.now(), n + 1, delay, ErrorInfo.of(exc)))
+            state = self.state
+            state.retries += 1
+            if state.bus.active:
+                state.bus.emit(TaskRetrying(state.run_id, ctx.path, state.now(), n + 1, delay, ErrorInfo.of(exc)))
 
         return await call_with_retries(replay, self.retry, on_retry, hint=self._delay)
 
@@ -147,7 +147,7 @@ class ModelCall:
         return delay_hint(exc)
 
     def _reservation(self, cost: dict[str, float]) -> tuple[float, float]:
-        ledger = self.run.ledger
+        ledger = self.state.ledger
         tokens = cost["input_tokens"] + cost["output_tokens"]
         budget = ledger.budget
         if budget is None or budget.cost is None:
@@ -197,8 +197,8 @@ class ModelCall:
     async def _admitted(self, ctx: Context, cost: dict[str, float], n: int) -> AsyncIterator[_Call]:
         """Reserve from the budget, take admission (here, or on the wire), and account for
         whatever the request inside the block ends in."""
-        run = self.run
-        ledger = run.ledger
+        state = self.state
+        ledger = state.ledger
         tokens, dollars = self._reservation(cost)
         await ledger.reserve(tokens, dollars)
         call = _Call(self, ctx, Admission(self._resources, cost))
@@ -221,21 +221,21 @@ class ModelCall:
             ledger.settle(tokens, dollars, call.spent)
             began = call.began
             if began is not None:  # it was admitted: give the admission back, and count the call
-                run.limiter.release(call.admission)
-                seconds = run.clock() - began
-                run.busy += seconds
-                run.leaf_calls += 1
-                if run.bus.active:
-                    event = ModelCalled(run.run_id, ctx.path, run.now(), self.name, n, status, call.spent, seconds)
-                    run.bus.emit(event)
+                state.limiter.release(call.admission)
+                seconds = state.clock() - began
+                state.busy += seconds
+                state.leaf_calls += 1
+                if state.bus.active:
+                    event = ModelCalled(state.run_id, ctx.path, state.now(), self.name, n, status, call.spent, seconds)
+                    state.bus.emit(event)
 
     async def _send(self, send: Callable[[], Awaitable[ModelResponse]], n: int, wire: Wire) -> ModelResponse:
         """Send, bounded by the run's per-attempt timeout (from admission on), and cancellable
         by the budget."""
-        run = self.run
-        timeouts = run.timeouts
+        state = self.state
+        timeouts = state.timeouts
         limit = timeouts.attempt if timeouts is not None else None
-        ledger = run.ledger
+        ledger = state.ledger
         cancellable = ledger.budget is not None and ledger.budget.in_flight == "cancel"
         if limit is None and not cancellable:
             return await send()
@@ -266,7 +266,7 @@ class ModelCall:
         dollars = price.of(inp, out) if price is not None else 0.0
         resource = self.resource
         if resource is not None:
-            now = self.run.clock()
+            now = self.state.clock()
             resource.succeeded(now - began, limits_from_headers(headers[-1] if headers else None), now)
         return Usage(1, inp, out, dollars)
 
@@ -274,11 +274,13 @@ class ModelCall:
         resource = self.resource
         if resource is None:
             return
-        run = self.run
-        pause = resource.throttled(exc.retry_after, limits_from_headers(exc.headers), run.clock())
-        if run.bus.active:
-            event = Throttled(run.run_id, ctx.path, run.now(), self.name, exc.status_code, pause, resource.snapshot())
-            run.bus.emit(event)
+        state = self.state
+        pause = resource.throttled(exc.retry_after, limits_from_headers(exc.headers), state.clock())
+        if state.bus.active:
+            event = Throttled(
+                state.run_id, ctx.path, state.now(), self.name, exc.status_code, pause, resource.snapshot()
+            )
+            state.bus.emit(event)
 
 
 class _Call:
@@ -295,16 +297,16 @@ class _Call:
         self.wire = Wire(self.admit if model_call.on_wire else None)
 
     async def admit(self) -> None:
-        run = self.model_call.run
-        limiter = run.limiter
+        state = self.model_call.state
+        limiter = state.limiter
         if not limiter.try_acquire(self.admission):
             await limiter.acquire(self.admission)
-        self.began = run.clock()
+        self.began = state.clock()
         wire = self.wire
         if wire.scope is not None and wire.limit is not None:  # the attempt's time starts now
             wire.scope.reschedule(asyncio.get_running_loop().time() + wire.limit)
 
     def answered(self, response: ModelResponse) -> None:
-        began = self.began if self.began is not None else self.model_call.run.clock()
+        began = self.began if self.began is not None else self.model_call.state.clock()
         self.spent = self.model_call.succeeded(response, self.admission, self.wire.headers, began)
         self.ctx.charge(self.spent)

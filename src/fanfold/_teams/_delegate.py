@@ -26,14 +26,14 @@ from pydantic_ai.messages import ModelResponse, ToolCallPart
 from pydantic_ai.toolsets import FunctionToolset
 
 from fanfold._context import Context
-from fanfold._llm import LLMAgent
+from fanfold._llm._agent import LLMAgent
 from fanfold._outcome import Outcome, Status
-from fanfold._plan import PlanRequest
-from fanfold._runtime import execute, run_step
-from fanfold._schedule import reason_of
+from fanfold._task import execute, run_step
+from fanfold._teams._plan import PlanRequest
+from fanfold._teams._schedule import reason_of
 
 if TYPE_CHECKING:
-    from fanfold._team import Team
+    from fanfold._teams._team import Team
 
 DELEGATING = """You lead a team. Hand work to your members with the delegate tool: call it once \
 per piece of work, and call it many times in one answer to have the pieces done at the same \
@@ -92,7 +92,7 @@ class _Delegations:
         cap = team.caps.max_subtasks
         if self.used >= cap:
             return f"refused: this team may delegate at most {cap} tasks (max_subtasks), and has used them all"
-        timeout = None if self.cutoff is None else self.cutoff - self.ctx.run.clock()
+        timeout = None if self.cutoff is None else self.cutoff - self.ctx.run_state.clock()
         if timeout is not None and timeout <= 0:
             return "refused: the team's deadline has passed"
         self.used += 1

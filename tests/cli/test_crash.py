@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
 
 INPUTS = 5_000
 CONCURRENCY = 64
-FANFOLD = [sys.executable, "-m", "fanfold._cli"]
+FANFOLD = [sys.executable, "-m", "fanfold._cli._app"]
 
 
 @pytest.fixture

@@ -24,12 +24,11 @@ from typing import IO, Any, Literal
 
 from pydantic_core import to_json
 
-from fanfold._agent import agent_name
+from fanfold._agent import agent_name, is_composite
 from fanfold._context import Context
 from fanfold._errors import UsageError
 from fanfold._outcome import Outcome, Status
-from fanfold._runtime import is_composite
-from fanfold._store import Entry
+from fanfold._records import Entry
 
 Format = Literal["jsonl", "csv", "tsv"]
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}

@@ -23,8 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fanfold._errors import UsageError
-from fanfold._store import Entry, MemoryStore, PostgresStore, RunRecord, SQLiteStore, Store, open_store
-from fanfold._store._postgres import redact
+from fanfold._records import Entry, RunRecord, Store, open_store
+from fanfold._store._memory import MemoryStore
+from fanfold._store._postgres import PostgresStore, redact
+from fanfold._store._sqlite import SQLiteStore
 
 T = TypeVar("T")
 
@@ -528,7 +530,8 @@ def test_sqlite_writes_survive_the_process_being_killed(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     script = f"""
 import asyncio, os, signal
-from fanfold._store import Entry, RunRecord, SQLiteStore
+from fanfold._records import Entry, RunRecord
+from fanfold._store._sqlite import SQLiteStore
 
 async def main():
     store = SQLiteStore({str(path)!r})
@@ -595,7 +598,10 @@ def test_postgres_without_psycopg_says_which_extra_to_install(monkeypatch: pytes
 
 
 def test_the_stores_import_without_psycopg() -> None:
-    script = "import sys; sys.modules['psycopg'] = None; import fanfold._store; print(fanfold._store.PostgresStore)"
+    script = (
+        "import sys; sys.modules['psycopg'] = None; "
+        "from fanfold._store._postgres import PostgresStore; print(PostgresStore)"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "PostgresStore" in done.stdout

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 import fanfold as ff
-from fanfold._cli import app
+from fanfold._cli._app import app
 from fanfold.testing import Faults, Latency, SimRequest
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 # Documents with a known high-severity finding each, and one with no issue at all.
 KNOWN = {
     "incident-leaked-token": "secret in plain text",

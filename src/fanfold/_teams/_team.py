@@ -3,16 +3,16 @@
 A team runs in three steps, each a task of the run with a stable path below the team's own:
 
 1. ``plan[0]``: the leader answers a :class:`~fanfold.PlanRequest` with a
-   :class:`~fanfold.Plan`. A plan that fails :func:`~fanfold._plan.check_plan` goes back to the
+   :class:`~fanfold.Plan`. A plan that fails :func:`~fanfold._teams._plan.check_plan` goes back to the
    leader with the error as ``plan[1]``, and so on, at most ``caps.max_replans`` times.
 2. ``<subtask>[i]``: every subtask run, each a child task of the team (run ``i`` of a split
    subtask is its part ``i``), started as soon as the subtasks it needs have finished
-   (:class:`~fanfold._schedule.Schedule`).
+   (:class:`~fanfold._teams._schedule.Schedule`).
 3. ``merge[0]``: the results are merged, unless the merge is a plain concatenation or vote.
 
 In ``mode="delegate"`` the leader instead runs once as ``lead[0]``, with a ``delegate(member,
 task)`` tool; every call of it is a child task ``<member>[n]``, and the calls of one answer run at
-once (:mod:`fanfold._delegate`).
+once (:mod:`fanfold._teams._delegate`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ from typing import Any, Generic, Literal, TypeVar
 
 from fanfold._agent import Agent, FunctionAgent, agent_name, as_agent
 from fanfold._context import Context
-from fanfold._dataset import DataInfo, describe, load
-from fanfold._delegate import delegate
 from fanfold._errors import PlanRejected, UsageError
-from fanfold._llm import LLMAgent
+from fanfold._llm._agent import LLMAgent
 from fanfold._outcome import Outcome, Status
 from fanfold._patterns import Pattern, check_policy
-from fanfold._plan import (
+from fanfold._policy import Collect, FailurePolicy
+from fanfold._task import run_step
+from fanfold._teams._dataset import DataInfo, describe, load
+from fanfold._teams._delegate import delegate
+from fanfold._teams._plan import (
     ID_PATTERN,
     PLANNING,
     RESERVED,
@@ -42,9 +44,7 @@ from fanfold._plan import (
     check_plan,
     json_text,
 )
-from fanfold._policy import Collect, FailurePolicy
-from fanfold._runtime import run_step
-from fanfold._schedule import Schedule, reason_of
+from fanfold._teams._schedule import Schedule, reason_of
 from fanfold._vote import majority_of
 
 T = TypeVar("T")
@@ -135,7 +135,7 @@ class Team(Pattern):
                 f"team {self.name!r} delegates by tool calls and takes a task, not a data set; "
                 "use mode='plan' to have the leader split the data"
             )
-        teams: dict[Context, tuple[int, int]] = ctx.run.services.setdefault(_TEAMS, {})
+        teams: dict[Context, tuple[int, int]] = ctx.run_state.services.setdefault(_TEAMS, {})
         teams[ctx] = self._depth(ctx, teams)
         try:
             cutoff = self._cutoff(ctx)
@@ -244,11 +244,11 @@ class Team(Pattern):
     def _cutoff(self, ctx: Context) -> float | None:
         """When members must be done, on the run's clock: the team's ``deadline``, and before
         the run's deadline, a tenth of the time left to merge what finished."""
-        run = ctx.run
-        now = run.clock()
+        state = ctx.run_state
+        now = state.clock()
         ends = [] if self.deadline is None else [now + self.deadline]
-        if run.deadline is not None:
-            ends.append(run.deadline - _RESERVE * max(0.0, run.deadline - now))
+        if state.deadline is not None:
+            ends.append(state.deadline - _RESERVE * max(0.0, state.deadline - now))
         return min(ends, default=None)
 
 

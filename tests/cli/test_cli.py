@@ -11,7 +11,7 @@ import openai
 import pytest
 from typer.testing import CliRunner
 
-from fanfold._cli import app
+from fanfold._cli._app import app
 
 
 def test_simulate_help_lists_the_flags() -> None:
@@ -31,7 +31,7 @@ def test_bad_settings_exit_with_a_message_naming_them() -> None:
 @pytest.fixture
 def served() -> Iterator[str]:
     """``fanfold simulate`` in its own process; yields the URL it prints."""
-    command = [sys.executable, "-m", "fanfold._cli", "simulate", "--port", "0", "--latency", "0", "--rpm", "600"]
+    command = [sys.executable, "-m", "fanfold._cli._app", "simulate", "--port", "0", "--latency", "0", "--rpm", "600"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -13,9 +13,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 import fanfold as ff
-from fanfold._batch import BadRow, InputFile, OutputWriter, Row, summary_path
-from fanfold._batch_run import Job
-from fanfold._pipeline import Overrides, PipelineError, Template, load_pipeline, output_model
+from fanfold._cli._batch_files import BadRow, InputFile, OutputWriter, Row, summary_path
+from fanfold._cli._jobs import Job
+from fanfold._cli._pipeline import Overrides, PipelineError, Template, load_pipeline, output_model
 
 
 def yaml_file(tmp_path: Path, text: str) -> Path:
