@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fanfold._errors import UsageError
 from fanfold._events import EventBus
-from fanfold._limits import ConcurrencyLimiter, Limiter, Limits
+from fanfold._limits import ConcurrencyLimiter, Limits
 from fanfold._outcome import Outcome, empty_counts
-from fanfold._retry import RetryPolicy, Timeouts
-from fanfold._usage import Budget, Ledger, Usage
+from fanfold._usage import Ledger, Usage
 
 if TYPE_CHECKING:
     from fanfold._journal import Journal
+    from fanfold._options import Settings
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -112,30 +112,18 @@ class OutcomeSink:
 class RunState:
     """Everything that changes during one run. Created by ``ff.run`` / ``ff.start``."""
 
-    def __init__(
-        self,
-        *,
-        run_id: str | None,
-        limits: Limits,
-        retry: RetryPolicy | None,
-        timeouts: Timeouts | None,
-        deadline: float | None,
-        bus: EventBus,
-        limiter: Limiter | None = None,
-        keep: bool = True,
-        budget: Budget | None = None,
-    ) -> None:
+    def __init__(self, options: Settings, bus: EventBus) -> None:
         loop = asyncio.get_running_loop()
-        self.run_id = run_id or uuid.uuid4().hex[:12]
-        self.limits = limits
-        self.limiter = limiter or ConcurrencyLimiter(limits)
-        self.retry = retry
-        self.timeouts = timeouts
+        self.run_id = options.resume or options.run_id or uuid.uuid4().hex[:12]
+        self.limits = limits = options.limits or Limits()
+        self.limiter = options.limiter or ConcurrencyLimiter(limits)
+        self.retry = options.retry
+        self.timeouts = options.timeouts
         self.bus = bus
         self.clock = loop.time
         self.started = loop.time()
         self.started_wall = time.time()
-        self.deadline = None if deadline is None else self.started + deadline
+        self.deadline = None if options.deadline is None else self.started + options.deadline
         self.window = limits.fanout_window
         self.busy = 0.0
         self.retries = 0
@@ -143,8 +131,8 @@ class RunState:
         self.leaf_calls = 0
         self.channels: dict[str, Any] = {}
         self.channel_lock = threading.Lock()  # sync agents publish from worker threads
-        self.root_sink = OutcomeSink(keep=keep, stream_size=2 * self.window)
-        self.ledger = Ledger(budget)
+        self.root_sink = OutcomeSink(keep=options.keep, stream_size=2 * self.window)
+        self.ledger = Ledger(options.budget)
         # Per-run services that agents set up on first use (HTTP clients, models), keyed by
         # their owner, and closed when the run ends.
         self.services: dict[object, Any] = {}

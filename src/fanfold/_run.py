@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 from collections.abc import AsyncIterator, Sized
 from dataclasses import dataclass, field
-from os import PathLike
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, Unpack
 
 from fanfold._agent import agent_name, as_agent
 from fanfold._context import Context, RunState
 from fanfold._errors import RunFailed, UsageError
-from fanfold._events import Callback, Event, EventBus, RunFinished, RunStarted
+from fanfold._events import Event, EventBus, RunFinished, RunStarted
 from fanfold._journal import describe, open_journal
-from fanfold._limits import Limiter, Limits
+from fanfold._options import RunOptions, Settings, check_options, signature_with_options
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
-from fanfold._records import Store, open_store
-from fanfold._retry import RetryPolicy, Timeouts
+from fanfold._records import open_store
 from fanfold._task import execute
-from fanfold._usage import Budget
 
 T = TypeVar("T")
 
@@ -72,70 +68,18 @@ class Result(Generic[T]):
         )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Options:
-    """A run's options, checked once. ``run``'s signature documents each of them."""
-
-    limits: Limits | None = None
-    retry: RetryPolicy | None = None
-    timeouts: Timeouts | None = None
-    deadline: float | None = None
-    on_event: Callback | list[Callback] | None = None
-    progress: bool = False
-    keep: bool = True
-    run_id: str | None = None
-    limiter: Limiter | None = None
-    budget: Budget | None = None
-    store: Store | str | PathLike[str] | None = None
-    resume: str | None = None
-    metadata: dict[str, Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.limits is not None and not isinstance(self.limits, Limits):
-            raise UsageError(f"limits={self.limits!r}: pass ff.Limits(concurrency=..., resources={{...}})")
-        if self.retry is not None and not isinstance(self.retry, RetryPolicy):
-            raise UsageError(f"retry={self.retry!r}: pass ff.RetryPolicy(retry_on=...)")
-        if self.timeouts is not None and not isinstance(self.timeouts, Timeouts):
-            raise UsageError(f"timeouts={self.timeouts!r}: pass ff.Timeouts(attempt=..., task=...)")
-        if self.budget is not None and not isinstance(self.budget, Budget):
-            raise UsageError(f"budget={self.budget!r}: pass ff.Budget(tokens=..., cost=..., requests=...)")
-        deadline = self.deadline
-        if deadline is not None and (
-            isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0
-        ):
-            raise UsageError(f"deadline={deadline!r}: pass the seconds the whole run may take, > 0")
-        if self.resume is not None:
-            if not isinstance(self.resume, str) or not self.resume:
-                raise UsageError(f"resume={self.resume!r}: pass the run id of the run to resume, a string")
-            if self.store is None:
-                raise UsageError(f"resume={self.resume!r} needs the store that journaled the run: pass store=...")
-            if self.run_id is not None and self.run_id != self.resume:
-                raise UsageError(f"run_id={self.run_id!r} and resume={self.resume!r} differ; pass one of them")
-        if self.metadata is not None:
-            try:
-                json.dumps(self.metadata)
-            except (TypeError, ValueError) as exc:
-                raise UsageError(
-                    f"metadata={self.metadata!r}: pass JSON data (a dict of str, numbers, lists): {exc}"
-                ) from exc
-
-    def journal_config(self, spec: Any, input: Any) -> dict[str, Any]:
-        """What the run record keeps of the run: plain data, no secrets. Each task's entry
-        identifies its own input (a digest); the record says what the inputs were."""
-        settings = {
-            name: repr(getattr(self, name))
-            for name in ("limits", "retry", "timeouts", "deadline", "budget")
-            if getattr(self, name) is not None
-        }
-        inputs: dict[str, Any] = {"type": type(input).__name__}
-        if isinstance(input, Sized) and not isinstance(input, str | bytes):
-            inputs["count"] = len(input)
-        return {"spec": describe(spec), "inputs": inputs, "options": settings, "metadata": self.metadata or {}}
-
-    @property
-    def callbacks(self) -> list[Callback]:
-        on_event = self.on_event
-        return [] if on_event is None else list(on_event) if isinstance(on_event, list) else [on_event]
+def _journal_config(options: Settings, spec: Any, input: Any) -> dict[str, Any]:
+    """What the run record keeps of the run: plain data, no secrets. Each task's entry
+    identifies its own input (a digest); the record says what the inputs were."""
+    settings = {
+        name: repr(getattr(options, name))
+        for name in ("limits", "retry", "timeouts", "deadline", "budget")
+        if getattr(options, name) is not None
+    }
+    inputs: dict[str, Any] = {"type": type(input).__name__}
+    if isinstance(input, Sized) and not isinstance(input, str | bytes):
+        inputs["count"] = len(input)
+    return {"spec": describe(spec), "inputs": inputs, "options": settings, "metadata": options.metadata or {}}
 
 
 class Run:
@@ -149,7 +93,7 @@ class Run:
         result = await run.result()
     """
 
-    def __init__(self, spec: Any, input: Any, options: _Options) -> None:
+    def __init__(self, spec: Any, input: Any, options: Settings) -> None:
         self._spec = as_agent(spec, "run")
         self._input = input
         self._options = options
@@ -232,17 +176,7 @@ class Run:
             self._display: ProgressDisplay | None = display
         else:
             self._display = None
-        self._state = RunState(
-            run_id=options.resume or options.run_id,
-            limits=options.limits or Limits(),
-            retry=options.retry,
-            timeouts=options.timeouts,
-            deadline=options.deadline,
-            bus=self._bus,
-            limiter=options.limiter,
-            keep=options.keep,
-            budget=options.budget,
-        )
+        self._state = RunState(options, self._bus)
 
     async def _main(self) -> Result[Any]:
         state = self._state
@@ -257,7 +191,7 @@ class Run:
                     store,
                     state.run_id,
                     agent_name(self._spec),
-                    options.journal_config(self._spec, self._input),
+                    _journal_config(options, self._spec, self._input),
                     options.resume is not None,
                 )
             except BaseException:
@@ -372,71 +306,53 @@ def _raise_if_failed(result: Result[Any], bus: EventBus) -> Result[Any]:
     return result
 
 
-def start(spec: Any, input: Any = None, **options: Any) -> Run:
+def start(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Run:
     """Start a run and get its handle; use it as ``async with ff.start(spec, input) as run``.
 
     Takes the same options as :func:`run`. Leaving the block waits for the run (or cancels it,
     if the block raised).
     """
-    return Run(spec, input, _Options(**options))
+    return Run(spec, input, check_options(options))
 
 
-async def run(
-    spec: Any,
-    input: Any = None,
-    *,
-    limits: Limits | None = None,
-    retry: RetryPolicy | None = None,
-    timeouts: Timeouts | None = None,
-    deadline: float | None = None,
-    on_event: Callback | list[Callback] | None = None,
-    progress: bool = False,
-    keep: bool = True,
-    run_id: str | None = None,
-    limiter: Limiter | None = None,
-    budget: Budget | None = None,
-    store: Store | str | PathLike[str] | None = None,
-    resume: str | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> Result[Any]:
+start.__signature__ = signature_with_options(start)  # type: ignore[attr-defined]
+
+
+async def run(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Result[Any]:
     """Run an agent or pattern on ``input`` and return its :class:`Result`.
 
-    ``limits`` caps what runs at once (default: 64 leaf calls); ``retry`` and ``timeouts`` are
-    the defaults for every leaf call; ``deadline`` bounds the whole run in seconds: when it
-    passes, unfinished work is cancelled and the partial result returned (status ``partial``).
-    ``on_event`` receives every event; ``progress`` shows a live display; ``keep=False`` keeps no
-    outcomes in memory (for streaming with ``as_completed``). ``budget`` bounds what model calls
-    may spend (tokens, dollars, requests): calls it cannot cover are not made, and their inputs
-    end ``skipped`` with the reason.
+    The options, each a keyword (``start``, ``as_completed`` and the sync twins take them too):
 
-    ``store`` journals the run (a :class:`Store`, a SQLite file path, a ``postgresql://`` URL, or
-    ``"memory"``): every task's outcome is durable before it is reported, and ``resume=run_id``
-    continues a run that crashed or was stopped: journaled tasks are not run again, their
-    outcomes come back with ``resumed=True``. ``metadata`` (JSON data) is kept with the run's
-    record. Raises :class:`RunFailed` when the root task fails; ``error.result`` keeps what
-    finished.
+    - ``limits``: a :class:`Limits`, what runs at once (default: 64 leaf calls);
+    - ``retry``, ``timeouts``: a :class:`RetryPolicy` and :class:`Timeouts`, the defaults for
+      every leaf call;
+    - ``deadline``: seconds the whole run may take: when it passes, unfinished work is cancelled
+      and the partial result returned (status ``partial``);
+    - ``on_event``: a callback (or a list of them) that receives every event;
+    - ``progress``: ``True`` shows a live display;
+    - ``keep``: ``False`` keeps no outcomes in memory (for streaming with ``as_completed``);
+    - ``run_id``: the run's id (default: a fresh one);
+    - ``limiter``: a :class:`Limiter` shared with other runs, in place of one made from ``limits``;
+    - ``budget``: a :class:`Budget`, what model calls may spend (tokens, dollars, requests): calls
+      it cannot cover are not made, and their inputs end ``skipped`` with the reason;
+    - ``store``: journals the run (a :class:`Store`, a SQLite file path, a ``postgresql://`` URL,
+      or ``"memory"``): every task's outcome is durable before it is reported;
+    - ``resume``: a run id: continues a run that crashed or was stopped; journaled tasks are not
+      run again, their outcomes come back with ``resumed=True``;
+    - ``metadata``: JSON data kept with the run's record.
+
+    Raises :class:`RunFailed` when the root task fails; ``error.result`` keeps what finished. A
+    keyword that is no option raises :class:`UsageError` (also a ``TypeError``) naming it.
     """
-    options = _Options(
-        limits=limits,
-        retry=retry,
-        timeouts=timeouts,
-        deadline=deadline,
-        on_event=on_event,
-        progress=progress,
-        keep=keep,
-        run_id=run_id,
-        limiter=limiter,
-        budget=budget,
-        store=store,
-        resume=resume,
-        metadata=metadata,
-    )
-    handle = Run(spec, input, options)
+    handle = Run(spec, input, check_options(options))
     handle._prepare()
     return _raise_if_failed(await handle._main(), handle._bus)
 
 
-async def as_completed(spec: Any, input: Any = None, **options: Any) -> AsyncIterator[Outcome[Any]]:
+run.__signature__ = signature_with_options(run)  # type: ignore[attr-defined]
+
+
+async def as_completed(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> AsyncIterator[Outcome[Any]]:
     """Yield the top fan-out's outcomes as they finish, each with its ``index``, keeping none::
 
     async for outcome in ff.as_completed(ff.map(grade), essays):
@@ -447,3 +363,6 @@ async def as_completed(spec: Any, input: Any = None, **options: Any) -> AsyncIte
         async for outcome in handle.as_completed():
             yield outcome
         await handle.result()
+
+
+as_completed.__signature__ = signature_with_options(as_completed)  # type: ignore[attr-defined]

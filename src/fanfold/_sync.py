@@ -9,13 +9,14 @@ import queue
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Unpack
 
+from fanfold._options import RunOptions, signature_with_options
 from fanfold._outcome import Outcome
 from fanfold._run import Result, Run, run, start
 
 
-def run_sync(spec: Any, input: Any = None, **options: Any) -> Result[Any]:
+def run_sync(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Result[Any]:
     """The sync twin of :func:`fanfold.run`, with the same arguments.
 
     >>> ff.run_sync(ff.map(str.upper), ["a", "b"]).output
@@ -30,6 +31,9 @@ def run_sync(spec: Any, input: Any = None, **options: Any) -> Result[Any]:
 
     _drive(main)
     return box[0]
+
+
+run_sync.__signature__ = signature_with_options(run_sync)  # type: ignore[attr-defined]
 
 
 def _drive(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -47,7 +51,9 @@ class _End:
         self.error = error
 
 
-def as_completed_sync(spec: Any, input: Any = None, *, buffer: int = 256, **options: Any) -> Iterator[Outcome[Any]]:
+def as_completed_sync(
+    spec: Any, input: Any = None, *, buffer: int = 256, **options: Unpack[RunOptions]
+) -> Iterator[Outcome[Any]]:
     """The sync twin of :func:`fanfold.as_completed`: outcomes as they finish, keeping none.
 
     The run goes on in a worker thread, at most ``buffer`` outcomes ahead of the consumer.
@@ -95,6 +101,9 @@ def as_completed_sync(spec: Any, input: Any = None, *, buffer: int = 256, **opti
             while not isinstance(outcomes.get(), _End):
                 pass
         worker.join()
+
+
+as_completed_sync.__signature__ = signature_with_options(as_completed_sync)  # type: ignore[attr-defined]
 
 
 def _quietly(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
