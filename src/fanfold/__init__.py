@@ -5,7 +5,9 @@
 ['A', 'B']
 """
 
-from fanfold import events
+from typing import TYPE_CHECKING, Any
+
+from fanfold import _exports, events
 from fanfold._agent import Agent, FunctionAgent, agent
 from fanfold._context import Channel, Context
 from fanfold._errors import (
@@ -26,7 +28,6 @@ from fanfold._errors import (
 )
 from fanfold._governor import RateLimit
 from fanfold._limits import Admission, Limiter, Limits
-from fanfold._llm._agent import LLMAgent, llm
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
 from fanfold._patterns import Pattern, map, parallel, race, sequence  # noqa: A004 - ff.map is the pattern
@@ -35,17 +36,39 @@ from fanfold._records import Entry as JournalEntry
 from fanfold._records import RunRecord, Store
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, start
-from fanfold._store._memory import MemoryStore
-from fanfold._store._postgres import PostgresStore
-from fanfold._store._sqlite import SQLiteStore
 from fanfold._sync import as_completed_sync, run_sync
-from fanfold._teams._dataset import Split
-from fanfold._teams._plan import Plan, PlanRequest, Subtask, TeamCaps
-from fanfold._teams._team import Brief, TeamResult, member, team
 from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import vote
 
+if TYPE_CHECKING:  # the wings, loaded on first use (see _LAZY); type checkers see them as imported
+    from fanfold._llm._agent import LLMAgent, llm
+    from fanfold._store._memory import MemoryStore
+    from fanfold._store._postgres import PostgresStore
+    from fanfold._store._sqlite import SQLiteStore
+    from fanfold._teams._dataset import Split
+    from fanfold._teams._plan import Plan, PlanRequest, Subtask, TeamCaps
+    from fanfold._teams._team import Brief, TeamResult, member, team
+
 __version__ = "0.1.0"
+
+# Public names from the wings: `import fanfold` loads none of them (nor pydantic-ai, an HTTP
+# client or a database driver); the first use of a name imports its wing.
+_LAZY = {
+    "LLMAgent": "fanfold._llm._agent:LLMAgent",
+    "llm": "fanfold._llm._agent:llm",
+    "MemoryStore": "fanfold._store._memory:MemoryStore",
+    "PostgresStore": "fanfold._store._postgres:PostgresStore",
+    "SQLiteStore": "fanfold._store._sqlite:SQLiteStore",
+    "Split": "fanfold._teams._dataset:Split",
+    "Plan": "fanfold._teams._plan:Plan",
+    "PlanRequest": "fanfold._teams._plan:PlanRequest",
+    "Subtask": "fanfold._teams._plan:Subtask",
+    "TeamCaps": "fanfold._teams._plan:TeamCaps",
+    "Brief": "fanfold._teams._team:Brief",
+    "TeamResult": "fanfold._teams._team:TeamResult",
+    "member": "fanfold._teams._team:member",
+    "team": "fanfold._teams._team:team",
+}
 
 __all__ = [
     "Admission",
@@ -123,3 +146,14 @@ __all__ = [
     "team",
     "vote",
 ]
+
+_exports.adopt(globals(), __name__, [name for name in __all__ if name not in _LAZY])
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would take any name as valid through it
+
+    def __getattr__(name: str) -> Any:
+        return _exports.load(__name__, _LAZY, name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})

@@ -21,8 +21,6 @@ from collections.abc import Hashable
 from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
-from pydantic_core import to_json
-
 from fanfold._agent import agent_name, is_composite
 from fanfold._context import Context
 from fanfold._errors import JournalFailed, RunError, UsageError
@@ -180,18 +178,25 @@ def task_key(ctx: Context, key: Hashable | None) -> str:
 
 def digest(value: Any) -> str:
     """A short, stable fingerprint of an input (its JSON form)."""
-    return hashlib.blake2b(to_json(value, serialize_unknown=True), digest_size=10).hexdigest()
+    return hashlib.blake2b(_to_json(value), digest_size=10).hexdigest()
 
 
 def encode(value: Any) -> tuple[str, bytes | None]:
     """The value as JSON text, and as a pickle when JSON would not give it back as it was."""
-    text = to_json(value, serialize_unknown=True).decode()
+    text = _to_json(value).decode()
     if _is_plain(value):
         return text, None
     try:
         return text, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # not picklable (it holds a lock, a socket): a resumed run gets the JSON form
         return text, None
+
+
+def _to_json(value: Any) -> bytes:
+    # Imported here: pydantic-core costs ~50 ms to import, and only a run with a store needs it.
+    from pydantic_core import to_json
+
+    return to_json(value, serialize_unknown=True)
 
 
 def decode(entry: Entry) -> Any:

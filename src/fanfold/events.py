@@ -5,6 +5,7 @@ Each carries ``run_id``, ``path`` (the task's place in the tree, ``""`` for the 
 :class:`TaskFinished` and carry its :class:`~fanfold.Outcome`.
 """
 
+from fanfold import _exports
 from fanfold._events import (
     Event,
     FanoutStarted,
@@ -40,3 +41,5 @@ __all__ = [
     "TaskTimedOut",
     "Throttled",
 ]
+
+_exports.adopt(globals(), __name__, __all__)

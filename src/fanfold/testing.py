@@ -20,23 +20,17 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from fanfold import _exports
 from fanfold._agent import agent
 from fanfold._context import Context
 from fanfold._errors import Skip
 from fanfold._events import Event, TaskFinished, TaskStarted
 from fanfold._outcome import Status
-from fanfold._sim import (
-    Faults,
-    Latency,
-    RampLimit,
-    Reply,
-    SimLimits,
-    SimRequest,
-    SimStats,
-    SimulatedProvider,
-)
+
+if TYPE_CHECKING:  # the simulated provider (aiohttp and all) loads on first use; see _LAZY
+    from fanfold._sim import Faults, Latency, RampLimit, Reply, SimLimits, SimRequest, SimStats, SimulatedProvider
 
 __all__ = [
     "Action",
@@ -57,6 +51,20 @@ __all__ = [
 ]
 
 E = TypeVar("E", bound=Event)
+
+_LAZY = {
+    name: f"fanfold._sim:{name}"
+    for name in ("Faults", "Latency", "RampLimit", "Reply", "SimLimits", "SimRequest", "SimStats", "SimulatedProvider")
+}
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would take any name as valid through it
+
+    def __getattr__(name: str) -> Any:
+        return _exports.load(__name__, _LAZY, name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
 
 
 class EventLog:
@@ -236,3 +244,6 @@ class VirtualClock:
 
     def __exit__(self, *exc_info: object) -> None:
         asyncio.set_event_loop_policy(self._previous)
+
+
+_exports.adopt(globals(), __name__, [name for name in __all__ if name not in _LAZY])
