@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import pickle
+import sys
 from collections.abc import Hashable
 from dataclasses import asdict, fields, is_dataclass
 from typing import Any
@@ -200,9 +202,52 @@ def _to_json(value: Any) -> bytes:
 
 
 def decode(entry: Entry) -> Any:
+    """The entry's value as it was journaled, by whichever fanfold version journaled it."""
     if entry.value_pickle is not None:
-        return pickle.loads(entry.value_pickle)
+        return _Unpickler(io.BytesIO(entry.value_pickle)).load()
     return None if entry.value_json is None else json.loads(entry.value_json)
+
+
+# Where fanfold's private modules went (old -> new), so that a value journaled before a move
+# restores after it. Values journaled since name the public module (`fanfold.TeamResult`).
+MOVED_MODULES = {
+    "fanfold._calls": "fanfold._llm._model_call",
+    "fanfold._llm": "fanfold._llm._agent",
+    "fanfold._providers": "fanfold._llm._providers",
+    "fanfold._team": "fanfold._teams._team",
+    "fanfold._plan": "fanfold._teams._plan",
+    "fanfold._dataset": "fanfold._teams._dataset",
+    "fanfold._schedule": "fanfold._teams._schedule",
+    "fanfold._delegate": "fanfold._teams._delegate",
+    "fanfold._cli": "fanfold._cli._app",
+    "fanfold._cli_runs": "fanfold._cli._runs",
+    "fanfold._batch": "fanfold._cli._batch_files",
+    "fanfold._batch_run": "fanfold._cli._jobs",
+    "fanfold._pipeline": "fanfold._cli._pipeline",
+    "fanfold._pipeline_schema": "fanfold._cli._pipeline_schema",
+    "fanfold._store._base": "fanfold._records",
+    "fanfold._runtime": "fanfold._task",
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Finds a class a pickle names in a private module that has since moved: through
+    :data:`MOVED_MODULES`, or else by its name among the package's exports.
+
+    The private module (moved or not) is tried before the export of the same name, because the
+    two may differ: ``fanfold._progress.Tally`` is not ``fanfold.Tally``.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if not module.startswith("fanfold._"):
+            return super().find_class(module, name)
+        try:
+            return super().find_class(MOVED_MODULES.get(module, module), name)
+        except (ImportError, AttributeError):
+            package = sys.modules["fanfold"]  # loaded before any of its modules; no import, no cycle
+            if name not in package.__all__:
+                raise
+            return getattr(package, name)
 
 
 def _is_plain(value: Any) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import pickle
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 import fanfold as ff
+from fanfold._journal import decode
 from fanfold._records import Entry
 from fanfold._store._memory import MemoryStore
 from fanfold._store._postgres import PostgresStore
@@ -317,3 +320,71 @@ def test_a_run_resumes_from_a_database_store_opened_afresh(kind: str, tmp_path: 
             await store.delete_run(run_id)
 
     asyncio.run(main())
+
+
+def journaled_by_an_older_fanfold(data: bytes, moves: dict[bytes, bytes]) -> bytes:
+    """A protocol-2 pickle with its classes named as an older layout named them: each
+    ``module\\nname`` global in ``moves`` replaced (protocol 2 names globals as text)."""
+    for new, old in moves.items():
+        data = data.replace(b"c" + new + b"\n", b"c" + old + b"\n")
+    assert b"cfanfold\n" not in data, data  # nothing left under a public name
+    return data
+
+
+def test_a_value_journaled_before_a_module_moved_restores_after_it() -> None:
+    """Values journaled under the old private module paths (``fanfold._team``, ``fanfold._plan``,
+    ``fanfold._store._base``) or a private module that still exists (``fanfold._outcome``) come
+    back on resume, without running their tasks again."""
+    outcome = ff.Outcome(0, ff.Status.SUCCEEDED, "x", None, "map[0]", 1)
+    values = {
+        1: ff.TeamResult(answer="merged", results={"a[0]": 1}, missing={}, outcomes=[outcome]),
+        2: (ff.Status.SKIPPED, ff.TeamCaps(max_subtasks=7)),
+        3: ff.JournalEntry("k", 0, "map[0]", "succeeded", "1", None, None, None, None, 1, 0.0, 1.0, None, None),
+    }
+    old_names = {
+        b"fanfold\nTeamResult": b"fanfold._team\nTeamResult",
+        b"fanfold\nOutcome": b"fanfold._outcome\nOutcome",
+        b"fanfold\nStatus": b"fanfold._outcome\nStatus",
+        b"fanfold\nTeamCaps": b"fanfold._plan\nTeamCaps",
+        b"fanfold\nJournalEntry": b"fanfold._store._base\nEntry",
+    }
+    calls: Counter[int] = Counter()
+
+    @ff.agent
+    async def make(n: int) -> Any:
+        calls[n] += 1
+        return values[n]
+
+    async def main() -> None:
+        store = MemoryStore()
+        spec = ff.map(make)
+        first = await ff.run(spec, list(values), store=store)
+        entries = [entry async for entry in store.entries(first.run_id)]
+        assert {entry.index for entry in entries} == {0, 1, 2}
+        rewritten = []
+        for entry in entries:
+            value = pickle.loads(entry.value_pickle or b"")
+            old = journaled_by_an_older_fanfold(pickle.dumps(value, protocol=2), old_names)
+            rewritten.append(dataclasses.replace(entry, value_pickle=old))
+        await store.write(first.run_id, rewritten)
+
+        again = await ff.run(spec, list(values), store=store, resume=first.run_id)
+        assert [o.resumed for o in again.outcomes] == [True, True, True]
+        assert again.output == list(values.values())
+        assert type(again.output[0]) is ff.TeamResult
+        assert again.output[1][0] is ff.Status.SKIPPED
+        assert calls == Counter({1: 1, 2: 1, 3: 1})  # not run again
+
+    asyncio.run(main())
+
+
+def test_a_private_name_that_is_gone_restores_as_the_public_one() -> None:
+    """A class journaled under a private module the table does not know resolves to the export
+    of that name; one the package does not export is an error naming it."""
+    data = pickle.dumps(ff.Usage(requests=2), protocol=2)
+    moved = data.replace(b"cfanfold\nUsage\n", b"cfanfold._accounting\nUsage\n")
+    entry = Entry("k", 0, "map[0]", "succeeded", "{}", moved, None, None, None, 1, 0.0, 1.0, None, None)
+    assert decode(entry) == ff.Usage(requests=2)
+    gone = data.replace(b"cfanfold\nUsage\n", b"cfanfold._accounting\nLedgerRow\n")
+    with pytest.raises(ModuleNotFoundError, match=r"fanfold\._accounting"):
+        decode(dataclasses.replace(entry, value_pickle=gone))
