@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from fanfold._cli._jobs import DEFAULT_STORE, Job
-from fanfold._cli._pipeline import Overrides
+from fanfold._cli import DEFAULT_STORE
 from fanfold._cli._runs import EXAMPLES, STORE_PANEL, StoreOption, execute_job, run_demo, runs_app
 from fanfold._errors import UsageError
 
-if TYPE_CHECKING:  # the simulator (an aiohttp server) is imported by the commands that use it
+if TYPE_CHECKING:  # the simulator (an aiohttp server) and the batch machinery (pydantic, YAML) are
+    # imported by the commands that use them, so that `fanfold --help` loads neither
     from fanfold._sim import SimulatedProvider
 
 app = typer.Typer(
@@ -253,6 +253,9 @@ def run(
     ] = 10.0,
 ) -> None:
     """``fanfold run``: check everything, run the pipeline over the file, report."""
+    from fanfold._cli._jobs import Job
+    from fanfold._cli._pipeline import Overrides
+
     overrides = Overrides(
         model=model,
         base_url=base_url,
@@ -307,6 +310,9 @@ def demo(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress on stderr.")] = True,
 ) -> None:
     """``fanfold demo``: the bundled batch, on the simulator or a real model."""
+    from fanfold._cli._jobs import Job
+    from fanfold._cli._pipeline import Overrides
+
     output.parent.mkdir(parents=True, exist_ok=True)
     job = Job(
         pipeline=str(EXAMPLES / "pipelines" / "review.yaml"),

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 
+from fanfold._cli import DEFAULT_STORE
 from fanfold._cli._batch_files import (
     BadRow,
     InputFile,
@@ -44,7 +45,6 @@ from fanfold._progress import ProgressDisplay
 from fanfold._records import Store, open_store
 from fanfold._run import Result, RunStatus, start
 
-DEFAULT_STORE = ".fanfold/runs.db"
 # The overrides a run record keeps (base_url is kept without credentials; api_key and price never).
 _FLAGS = ("model", "concurrency", "requests_per_minute", "tokens_per_minute", "budget_tokens", "budget_cost",
           "budget_requests", "deadline")  # fmt: skip

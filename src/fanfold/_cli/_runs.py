@@ -26,14 +26,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fanfold._cli._batch_files import entry_line, is_top_entry, summary_path
-from fanfold._cli._jobs import DEFAULT_STORE, Job, Report, run_job
-from fanfold._cli._pipeline import Overrides
+from fanfold._cli import DEFAULT_STORE
 from fanfold._errors import UsageError
-from fanfold._progress import duration
 from fanfold._records import RunRecord, Store, open_store
 
-if TYPE_CHECKING:  # the simulator (an aiohttp server) is imported by the commands that use it
+# The batch machinery (pipelines on pydantic and YAML, the files, the progress display) and the
+# simulator (an aiohttp server) are imported by the commands that use them: `fanfold --help`
+# loads none of them.
+if TYPE_CHECKING:
+    from fanfold._cli._jobs import Job, Report
     from fanfold._sim import SimulatedProvider
 
 STORE_PANEL = "Journal and resume"
@@ -50,6 +51,8 @@ StoreOption = Annotated[
 
 def execute_job(job: Job, *, after: Callable[[Report], None] | None = None) -> Report:
     """Run the job and exit with its code (after ``after(report)``, when the run started)."""
+    from fanfold._cli._jobs import run_job
+
     err = Console(stderr=True, soft_wrap=True, highlight=False)
 
     ids: list[str] = []
@@ -77,6 +80,8 @@ def execute_job(job: Job, *, after: Callable[[Report], None] | None = None) -> R
 
 
 def _print_report(report: Report, job: Job, err: Console) -> None:
+    from fanfold._cli._batch_files import summary_path
+
     summary = report.summary
     result = report.result
     if result is not None:
@@ -186,6 +191,8 @@ def runs_show(
     async def use(s: Store) -> tuple[RunRecord, dict[str, int]]:
         return await _record(s, run_id), await s.counts(run_id)
 
+    from fanfold._progress import duration
+
     record, counts = _with_store(store, use)
     data = _record_data(record) | {"journaled": counts}
     if as_json:
@@ -227,6 +234,8 @@ def runs_resume(
     async def use(s: Store) -> RunRecord:
         return await _record(s, run_id)
 
+    from fanfold._cli._jobs import Job
+
     record: RunRecord = _with_store(store, use)
     try:
         job = Job.from_metadata(run_id, record.config.get("metadata") or {}, store=store, progress=progress)
@@ -246,6 +255,8 @@ def runs_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here [default: stdout].")] = None,
     unordered: Annotated[bool, typer.Option("--unordered", help="In journal order, holding none in memory.")] = False,
 ) -> None:
+    from fanfold._cli._batch_files import entry_line, is_top_entry
+
     async def use(s: Store) -> int:
         await _record(s, run_id)
         with _open_output(output) as sink:
@@ -288,6 +299,8 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 def run_demo(job: Job, *, latency: float = 0.25) -> None:
     """Run the demo job: on a simulated provider started here, unless it names a real model."""
+    from fanfold._cli._pipeline import Overrides
+
     if not Path(job.pipeline).is_file():
         Console(stderr=True).print(
             f"[red]Error:[/] the demo runs the examples of fanfold's source tree, and {job.pipeline} is not there; "
