@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fanfold._context import Context
 from fanfold._judge import Judge
 from fanfold._outcome import Outcome, Status
 from fanfold._task import execute
+from fanfold._teams._crew import Crew
 from fanfold._teams._plan import Work
-
-if TYPE_CHECKING:
-    from fanfold._teams._team import Team
 
 
 class Schedule:
     """One run of a plan's works; :meth:`run` returns one outcome per work, in plan order."""
 
-    def __init__(self, team: Team, ctx: Context, works: list[Work], cutoff: float | None) -> None:
-        self.team = team
+    def __init__(self, crew: Crew, ctx: Context, works: list[Work], cutoff: float | None) -> None:
+        self.crew = crew
         self.ctx = ctx
         self.works = works
         self.cutoff = cutoff
@@ -39,7 +37,7 @@ class Schedule:
         self.left = {subtask: len(runs) for subtask, runs in self.by_subtask.items()}
         self.done = {subtask: asyncio.Event() for subtask in self.by_subtask}
         self.outcomes: dict[str, Outcome[Any]] = {}
-        self.judge = Judge(team.name, team.policy, total=len(works))
+        self.judge = Judge(crew.name, crew.policy, total=len(works))
 
     async def run(self) -> list[Outcome[Any]]:
         judge = self.judge
@@ -69,7 +67,7 @@ class Schedule:
             self.judge.unrun(ctx, report, reason, status=Status.TIMED_OUT)
             return
         value = self._needed(work) if work.from_needs else work.input
-        agent, value = self.team.assign(self.team.member(work.member).agent, value, work.instruction)
+        agent, value = self.crew.assign(work.member, value, work.instruction)
         await execute(agent, value, ctx, report, timeout=timeout, stop_reason=self.judge.stop_reason)
 
     def _values(self, subtask: str) -> list[Any]:
