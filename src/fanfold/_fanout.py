@@ -15,13 +15,13 @@ from typing import Any
 
 from fanfold._context import Context
 from fanfold._errors import FanoutFailed
-from fanfold._events import FINISHED_EVENT, FanoutStarted
-from fanfold._outcome import Outcome, Status
-from fanfold._policy import FailurePolicy, Tally, Verdict
+from fanfold._events import FanoutStarted
+from fanfold._judge import Judge, Watch
+from fanfold._outcome import Outcome
+from fanfold._policy import FailurePolicy
 from fanfold._task import execute
 
 Item = tuple[Any, Any]  # (agent, input)
-Watch = Callable[[Outcome[Any], Tally], Verdict | None]
 _END: Any = object()  # typed Any so that next(source, _END) stays an Item to the checker
 
 
@@ -47,13 +47,11 @@ class Fanout:
         state = ctx.run_state
         self.ctx = ctx
         self.kind = kind
-        self.policy = policy
         self.key = key
         self.timeout = timeout
         self.labels = labels
-        self.watch = watch
         self.stagger = stagger
-        self.tally = Tally(total=total)
+        self.judge = Judge(kind, policy, total=total, watch=watch)
         # Only the run's top fan-out feeds the run's outcome stream.
         self._sink = state.root_sink if primary and ctx.parent is None else None
         if self._sink is not None:
@@ -62,11 +60,7 @@ class Fanout:
             state.bus.emit(FanoutStarted(state.run_id, ctx.path, state.now(), kind, total, self._sink is not None))
         self._keep = self._sink is None or self._sink.keep
         self._outcomes: list[Outcome[Any] | None] = []
-        self._verdict: Verdict | None = None
-        self._closing = False
-        self._first_error: BaseException | None = None
         self._source_error: tuple[int, BaseException] | None = None
-        self._workers: list[asyncio.Task[None]] = []
         self._pulled = 0
         size = window or state.window
         self._n_workers = min(size, total) if total is not None else size
@@ -87,35 +81,27 @@ class Fanout:
                 self._sink.outcomes = self.outcomes
 
     async def _run(self) -> list[Outcome[Any]]:
+        judge = self.judge
+        work = self._work_sync if self._iter is not None else self._work_async
         try:
-            async with asyncio.TaskGroup() as group:
-                work = self._work_sync if self._iter is not None else self._work_async
-                self._workers = [group.create_task(work()) for _ in range(self._n_workers)]
+            await judge.run(work() for _ in range(self._n_workers))
         except asyncio.CancelledError:
-            await self._drain("cancelled" if not self.ctx.run_state.deadline_passed() else "the run's deadline passed")
+            await self._drain(judge.interrupted(self.ctx))
             raise
+        reason = judge.close()
         if self._source_error is not None:
-            await self._drain(f"reading input #{self._source_error[0]} failed")
-        else:
-            await self._drain(self._verdict.reason if self._verdict else "stopped")
+            reason = f"reading input #{self._source_error[0]} failed"
+        await self._drain(reason)
         if self._source_error is not None:
             index, exc = self._source_error
             raise FanoutFailed(
                 f"{self.kind}: reading input #{index} failed: {type(exc).__name__}: {exc}", self.outcomes
             ) from exc
-        verdict = self._verdict or self.policy.check(self.tally, final=True)
-        if verdict is not None and not verdict.ok:
-            raise self._failure(verdict)
-        return self.outcomes
+        return judge.settle(self.outcomes)
 
     @property
     def outcomes(self) -> list[Outcome[Any]]:
         return [o for o in self._outcomes if o is not None]
-
-    def _failure(self, verdict: Verdict) -> FanoutFailed:
-        error = FanoutFailed(f"{self.kind} failed: {verdict.reason}", self.outcomes)
-        error.__cause__ = self._first_error
-        return error
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -123,7 +109,7 @@ class Fanout:
         source = self._iter
         assert source is not None
         sink = self._sink
-        while self._verdict is None and self._source_error is None:
+        while self.judge.verdict is None and self._source_error is None:
             if sink is not None and sink.full():
                 await sink.room()
             index = self._pulled
@@ -141,7 +127,7 @@ class Fanout:
         source = self._aiter
         assert source is not None
         sink = self._sink
-        while self._verdict is None and self._source_error is None:
+        while self.judge.verdict is None and self._source_error is None:
             if sink is not None and sink.full():
                 await sink.room()
             async with self._lock:
@@ -174,45 +160,20 @@ class Fanout:
             key=key,
             timeout=self.timeout,
             delay=self.stagger * index,
-            stop_reason=self._stop_reason,
+            stop_reason=self.judge.stop_reason,
         )
 
-    # -- outcomes and verdicts ---------------------------------------------------------------
+    # -- outcomes ----------------------------------------------------------------------------
 
     def _record(self, outcome: Outcome[Any]) -> None:
-        tally = self.tally
-        tally.finished += 1
-        status = outcome.status
-        if status is Status.SUCCEEDED:
-            tally.succeeded += 1
-        elif status is Status.FAILED or status is Status.TIMED_OUT:
-            tally.failed += 1
-            if self._first_error is None:
-                self._first_error = outcome.exception
         if self._keep:
             self._outcomes[outcome.index] = outcome
         if self._sink is not None:
             self._sink.put(outcome)
-        if self._verdict is None and not self._closing:
-            verdict = self.watch(outcome, tally) if self.watch is not None else None
-            verdict = verdict or self.policy.check(tally, final=False)
-            if verdict is not None:
-                self._verdict = verdict
-                self._stop_workers()
-
-    def _stop_reason(self) -> str | None:
-        return self._verdict.reason if self._verdict is not None else None
-
-    def _stop_workers(self) -> None:
-        me = asyncio.current_task()
-        for worker in self._workers:
-            if worker is not me:
-                worker.cancel()
+        self.judge.record(outcome)
 
     async def _drain(self, reason: str) -> None:
         """Record every input not yet read as skipped, so each input has its outcome."""
-        self._closing = True
-        state = self.ctx.run_state
         while True:
             try:
                 if self._iter is not None:
@@ -233,12 +194,9 @@ class Fanout:
                 key = self.key(item[1]) if self.key is not None else None
             except Exception:
                 key = None  # the input is skipped either way; its key function's failure does not matter
-            outcome: Outcome[Any] = Outcome(index, Status.SKIPPED, None, key, ctx.path, 0, reason=reason)
             if self._keep:
                 self._outcomes.append(None)
-            self._record(outcome)
-            if state.bus.active:
-                state.bus.emit(FINISHED_EVENT[Status.SKIPPED](state.run_id, ctx.path, state.now(), outcome))
+            self.judge.unrun(ctx, self._record, reason, key=key)
 
 
 class _KeyFailed:

@@ -152,7 +152,7 @@ class LLMAgent:
         """What the agent does: its pydantic-ai agent's description, else its instructions."""
         return self._agent.description or self._instructions
 
-    def _derive(self, *, keep_prompt: bool = True, **run_options: Any) -> LLMAgent:
+    def with_options(self, *, keep_prompt: bool = True, **run_options: Any) -> LLMAgent:
         """A twin on the same pydantic-ai agent, model, resource and settings whose runs pass
         ``run_options`` (such as ``output_type``, ``instructions`` added to the agent's own,
         ``toolsets`` or ``capabilities``) to pydantic-ai's ``Agent.run``; ``keep_prompt=False``

@@ -12,28 +12,26 @@ a hook on the leader's model responses starts every well-formed ``delegate`` cal
 response arrives; the tool itself then only waits for its call's result. The calls run in a task
 group that the team waits for; a started call whose tool pydantic-ai never runs is cancelled when
 the leader finishes.
-"""
 
-from __future__ import annotations
+pydantic-ai is imported when a delegating team runs, not with this module: its leader is an
+``ff.llm`` agent, which has imported it already, and ``import fanfold`` stays light. (So this
+module does without ``from __future__ import annotations``: pydantic-ai reads the tool's
+annotations, and a name imported inside a function is no global they could be looked up in.)
+"""
 
 import asyncio
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from pydantic_ai import RunContext, Tool
-from pydantic_ai.capabilities import Hooks
-from pydantic_ai.messages import ModelResponse, ToolCallPart
-from pydantic_ai.toolsets import FunctionToolset
-
 from fanfold._context import Context
-from fanfold._llm._agent import LLMAgent
 from fanfold._outcome import Outcome, Status
 from fanfold._task import execute, run_step
+from fanfold._teams._crew import Crew, Directable
 from fanfold._teams._plan import PlanRequest
 from fanfold._teams._schedule import reason_of
 
 if TYPE_CHECKING:
-    from fanfold._teams._team import Team
+    from pydantic_ai.messages import ModelResponse
 
 DELEGATING = """You lead a team. Hand work to your members with the delegate tool: call it once \
 per piece of work, and call it many times in one answer to have the pieces done at the same \
@@ -43,12 +41,12 @@ time. Each call returns that member's result. When you have what you need, give 
 class _Delegations:
     """One team run's delegations: the tool the leader calls, and what became of each call."""
 
-    def __init__(self, team: Team, ctx: Context, cutoff: float | None, group: asyncio.TaskGroup) -> None:
-        self.team = team
+    def __init__(self, crew: Crew, ctx: Context, cutoff: float | None, group: asyncio.TaskGroup) -> None:
+        self.crew = crew
         self.ctx = ctx
         self.cutoff = cutoff
         self.group = group
-        self.names = [m.name for m in team.members]
+        self.names = [m.name for m in crew.members]
         self.counts: Counter[str] = Counter()
         self.used = 0
         self.keys: list[str] = []  # in the order the calls began
@@ -56,28 +54,20 @@ class _Delegations:
         self.early: dict[str, asyncio.Task[Any] | str] = {}  # by tool call id, until the tool claims it
         self.finished = False
 
-    async def delegate(self, ctx: RunContext[Any], member: str, task: str) -> Any:
-        """Hand a task to a member of the team and get its result; calls in one answer run at once.
-
-        Args:
-            member: the member's name
-            task: what the member should do, with everything it needs to know
-        """
-        call = self.early.pop(ctx.tool_call_id, None) if ctx.tool_call_id else None
+    async def claim(self, call_id: str | None, member: str, task: str) -> Any:
+        """The result of a delegate call: of the run begun early for it, else of one begun now."""
+        call = self.early.pop(call_id, None) if call_id else None
         if call is None:
             call = self._begin(member, task)
         return call if isinstance(call, str) else await call
 
-    def start_early(self, response: ModelResponse) -> None:
+    def start_early(self, response: "ModelResponse") -> None:
         """Begin every well-formed delegate call of a model response at once."""
         for part in response.parts:
-            call_id = part.tool_call_id if isinstance(part, ToolCallPart) else None
-            if (
-                isinstance(part, ToolCallPart)
-                and part.tool_name == "delegate"
-                and call_id
-                and call_id not in self.early
-            ):
+            if part.part_kind != "tool-call":
+                continue
+            call_id = part.tool_call_id
+            if part.tool_name == "delegate" and call_id and call_id not in self.early:
                 try:
                     args = part.args_as_dict(raise_if_invalid=True)
                 except (ValueError, AssertionError):
@@ -86,10 +76,9 @@ class _Delegations:
                     self.early[call_id] = self._begin(args["member"], args["task"])
 
     def _begin(self, member: str, task: str) -> asyncio.Task[Any] | str:
-        team = self.team
         if member not in self.names:
             return f"refused: there is no member {member!r}; the members are {', '.join(self.names)}"
-        cap = team.caps.max_subtasks
+        cap = self.crew.caps.max_subtasks
         if self.used >= cap:
             return f"refused: this team may delegate at most {cap} tasks (max_subtasks), and has used them all"
         timeout = None if self.cutoff is None else self.cutoff - self.ctx.run_state.clock()
@@ -100,7 +89,7 @@ class _Delegations:
         self.counts[member] += 1
         key = f"{member}[{number}]"
         self.keys.append(key)
-        agent, value = team.assign(team.member(member).agent, task, "")
+        agent, value = self.crew.assign(member, task, "")
         return self.group.create_task(self._run(key, self.ctx.child(member, number), agent, value, timeout))
 
     async def _run(self, key: str, ctx: Context, agent: Any, value: Any, timeout: float | None) -> Any:
@@ -123,24 +112,35 @@ class _Delegations:
 
 
 async def delegate(
-    team: Team, task: str, ctx: Context, cutoff: float | None
+    crew: Crew, leader: Directable, task: str, ctx: Context, cutoff: float | None
 ) -> tuple[Any, list[tuple[str, Outcome[Any]]]]:
     """Run a delegating team: the leader's answer, and each delegated run's key and outcome,
     in the order the calls began."""
-    leader = team.leader
-    assert isinstance(leader, LLMAgent)
-    request = PlanRequest(task, {m.name: m.description for m in team.members}, None, team.caps)
+    from pydantic_ai import RunContext, Tool
+    from pydantic_ai.capabilities import Hooks
+    from pydantic_ai.messages import ModelResponse
+    from pydantic_ai.toolsets import FunctionToolset
+
+    request = PlanRequest(task, {m.name: m.description for m in crew.members}, None, crew.caps)
     async with asyncio.TaskGroup() as group:
-        delegations = _Delegations(team, ctx, cutoff, group)
+        delegations = _Delegations(crew, ctx, cutoff, group)
+
+        async def delegate_tool(call: RunContext[Any], member: str, task: str) -> Any:
+            """Hand a task to a member of the team and get its result; calls in one answer run at once.
+
+            Args:
+                member: the member's name
+                task: what the member should do, with everything it needs to know
+            """
+            return await delegations.claim(call.tool_call_id, member, task)
 
         def start_early(_: RunContext[Any], *, request_context: Any, response: ModelResponse) -> ModelResponse:
             delegations.start_early(response)
             return response
 
-        tool = Tool(delegations.delegate, takes_ctx=True, name="delegate")
-        lead = leader._derive(
+        lead = leader.with_options(
             instructions=DELEGATING,
-            toolsets=[FunctionToolset([tool])],
+            toolsets=[FunctionToolset([Tool(delegate_tool, takes_ctx=True, name="delegate")])],
             capabilities=[Hooks(after_model_request=start_early)],
             keep_prompt=False,
         )

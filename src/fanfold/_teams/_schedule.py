@@ -5,31 +5,29 @@ The runs are child tasks of the team, in one task group, each through the runtim
 pattern holds no slot). A run whose needs left no result is skipped with the reason; when the
 team's failure policy stops the plan, or the team is cancelled, runs still waiting are skipped
 too, so every run ends in exactly one outcome. Past the team's cutoff, members still running time
-out and runs not started are not started.
+out and runs not started are not started. The tally, the verdicts and the final failure are the
+:class:`~fanfold._judge.Judge`'s, as for every fan-out.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import Any
 
 from fanfold._context import Context
-from fanfold._errors import FanoutFailed
-from fanfold._events import FINISHED_EVENT
+from fanfold._judge import Judge
 from fanfold._outcome import Outcome, Status
-from fanfold._policy import Tally, Verdict
 from fanfold._task import execute
+from fanfold._teams._crew import Crew
 from fanfold._teams._plan import Work
-
-if TYPE_CHECKING:
-    from fanfold._teams._team import Team
 
 
 class Schedule:
     """One run of a plan's works; :meth:`run` returns one outcome per work, in plan order."""
 
-    def __init__(self, team: Team, ctx: Context, works: list[Work], cutoff: float | None) -> None:
-        self.team = team
+    def __init__(self, crew: Crew, ctx: Context, works: list[Work], cutoff: float | None) -> None:
+        self.crew = crew
         self.ctx = ctx
         self.works = works
         self.cutoff = cutoff
@@ -39,49 +37,38 @@ class Schedule:
         self.left = {subtask: len(runs) for subtask, runs in self.by_subtask.items()}
         self.done = {subtask: asyncio.Event() for subtask in self.by_subtask}
         self.outcomes: dict[str, Outcome[Any]] = {}
-        self.tally = Tally(total=len(works))
-        self.verdict: Verdict | None = None
-        self.first_error: BaseException | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self.judge = Judge(crew.name, crew.policy, total=len(works))
 
     async def run(self) -> list[Outcome[Any]]:
+        judge = self.judge
         try:
-            async with asyncio.TaskGroup() as group:
-                self._tasks = [group.create_task(self._one(work)) for work in self.works]
+            await judge.run(self._one(work) for work in self.works)
         except asyncio.CancelledError:
-            self._drain("the run's deadline passed" if self.ctx.run_state.deadline_passed() else "cancelled")
+            self._drain(judge.interrupted(self.ctx))
             raise
-        self._drain(self.verdict.reason if self.verdict is not None else "stopped")
-        outcomes = [self.outcomes[work.key] for work in self.works]
-        verdict = self.verdict or self.team.policy.check(self.tally, final=True)
-        if verdict is not None and not verdict.ok:
-            error = FanoutFailed(f"{self.team.name} failed: {verdict.reason}", outcomes)
-            error.__cause__ = self.first_error
-            raise error
-        return outcomes
+        self._drain(judge.close())
+        return judge.settle([self.outcomes[work.key] for work in self.works])
 
     async def _one(self, work: Work) -> None:
         for need in work.needs:
             await self.done[need].wait()
-        if self.verdict is not None:
+        if self.judge.verdict is not None:
             return  # the plan stopped while this run waited: the drain records it
         ctx = self.ctx.child(work.subtask, work.index)
+        report = partial(self._record, work)
         lacking = next((need for need in work.needs if not self._values(need)), None)
         if lacking is not None:
-            self._unrun(work, ctx, Status.SKIPPED, f"needs {lacking!r}, which has no result")
+            self.judge.unrun(ctx, report, f"needs {lacking!r}, which has no result")
             return
         state = ctx.run_state
         timeout = None if self.cutoff is None else self.cutoff - state.clock()
         if timeout is not None and timeout <= 0:
-            self._unrun(work, ctx, Status.TIMED_OUT, "the team's deadline passed before it could start")
+            reason = "the team's deadline passed before it could start"
+            self.judge.unrun(ctx, report, reason, status=Status.TIMED_OUT)
             return
         value = self._needed(work) if work.from_needs else work.input
-        agent, value = self.team.assign(self.team.member(work.member).agent, value, work.instruction)
-
-        def report(outcome: Outcome[Any]) -> None:
-            self._record(work, outcome)
-
-        await execute(agent, value, ctx, report, timeout=timeout, stop_reason=self._stop_reason)
+        agent, value = self.crew.assign(work.member, value, work.instruction)
+        await execute(agent, value, ctx, report, timeout=timeout, stop_reason=self.judge.stop_reason)
 
     def _values(self, subtask: str) -> list[Any]:
         """The successful results of a subtask's runs, in order."""
@@ -98,44 +85,18 @@ class Schedule:
         }
         return results[work.needs[0]] if len(results) == 1 else results
 
-    def _record(self, work: Work, outcome: Outcome[Any], *, judge: bool = True) -> None:
+    def _record(self, work: Work, outcome: Outcome[Any]) -> None:
         self.outcomes[work.key] = outcome
-        tally = self.tally
-        tally.finished += 1
-        if outcome.status is Status.SUCCEEDED:
-            tally.succeeded += 1
-        elif outcome.status is Status.FAILED or outcome.status is Status.TIMED_OUT:
-            tally.failed += 1
-            if self.first_error is None:
-                self.first_error = outcome.exception
         self.left[work.subtask] -= 1
         if not self.left[work.subtask]:
             self.done[work.subtask].set()
-        if judge and self.verdict is None:
-            verdict = self.team.policy.check(tally, final=False)
-            if verdict is not None:
-                self.verdict = verdict
-                me = asyncio.current_task()
-                for task in self._tasks:
-                    if task is not me:
-                        task.cancel()
-
-    def _unrun(self, work: Work, ctx: Context, status: Status, reason: str, *, judge: bool = True) -> None:
-        """End a run that never started, with its reason, in the outcomes and the events."""
-        outcome: Outcome[Any] = Outcome(ctx.index, status, None, None, ctx.path, 0, reason=reason)
-        self._record(work, outcome, judge=judge)
-        state = ctx.run_state
-        if state.bus.active:
-            state.bus.emit(FINISHED_EVENT[status](state.run_id, ctx.path, state.now(), outcome))
+        self.judge.record(outcome)
 
     def _drain(self, reason: str) -> None:
         """Skip every run that has no outcome yet (it was stopped before it started)."""
         for work in self.works:
             if work.key not in self.outcomes:
-                self._unrun(work, self.ctx.child(work.subtask, work.index), Status.SKIPPED, reason, judge=False)
-
-    def _stop_reason(self) -> str | None:
-        return self.verdict.reason if self.verdict is not None else None
+                self.judge.unrun(self.ctx.child(work.subtask, work.index), partial(self._record, work), reason)
 
 
 def reason_of(outcome: Outcome[Any]) -> str:

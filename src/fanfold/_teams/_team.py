@@ -25,11 +25,11 @@ from typing import Any, Generic, Literal, TypeVar
 from fanfold._agent import Agent, FunctionAgent, agent_name, as_agent
 from fanfold._context import Context
 from fanfold._errors import PlanRejected, UsageError
-from fanfold._llm._agent import LLMAgent
 from fanfold._outcome import Outcome, Status
 from fanfold._patterns import Pattern, check_policy
 from fanfold._policy import Collect, FailurePolicy
 from fanfold._task import run_step
+from fanfold._teams._crew import Directable
 from fanfold._teams._dataset import DataInfo, describe, load
 from fanfold._teams._delegate import delegate
 from fanfold._teams._plan import (
@@ -140,7 +140,8 @@ class Team(Pattern):
         try:
             cutoff = self._cutoff(ctx)
             if self.mode == "delegate":
-                answer, runs = await delegate(self, brief.task, ctx, cutoff)
+                assert isinstance(self.leader, Directable)  # team() makes sure of it
+                answer, runs = await delegate(self, self.leader, brief.task, ctx, cutoff)
                 return _result(answer, runs)
             return await self._planned(brief, ctx, cutoff)
         finally:
@@ -167,9 +168,9 @@ class Team(Pattern):
         """Ask the leader for a plan until one passes the checks, at most ``max_replans`` more
         times; each ask is the step ``plan[attempt]``."""
         planner = self.leader
-        llm_leader = isinstance(planner, LLMAgent)
-        if isinstance(planner, LLMAgent):  # asked for a Plan as structured output, from a prompt
-            planner = planner._derive(output_type=Plan, instructions=PLANNING, keep_prompt=False)
+        llm_leader = isinstance(planner, Directable)
+        if isinstance(planner, Directable):  # asked for a Plan as structured output, from a prompt
+            planner = planner.with_options(output_type=Plan, instructions=PLANNING, keep_prompt=False)
         members = {m.name: m for m in self.members}
         descriptions = {m.name: m.description for m in self.members}
         rejected: list[str] = []
@@ -202,29 +203,27 @@ class Team(Pattern):
         if how == "vote":
             return majority_of(values) if values else None
         if how == "leader":
-            assert isinstance(self.leader, LLMAgent)
-            synthesizer = self.leader._derive(instructions=SYNTHESIS, keep_prompt=False)
+            assert isinstance(self.leader, Directable)
+            synthesizer = self.leader.with_options(instructions=SYNTHESIS, keep_prompt=False)
             prompt = _synthesis_prompt(task, finals, missing, plan.merge_instruction)
             return await run_step(synthesizer, prompt, ctx.child("merge", 0))
-        merger = self.member(how).agent
-        agent, value = self.assign(merger, values, plan.merge_instruction)
+        agent, value = self.assign(how, values, plan.merge_instruction)
         return await run_step(agent, value, ctx.child("merge", 0))
 
     # -- what every step shares ---------------------------------------------------------------
 
-    def member(self, name: str) -> Member:
-        return next(m for m in self.members if m.name == name)
-
-    def assign(self, agent: Agent, value: Any, instruction: str) -> tuple[Agent, Any]:
-        """The agent and input for one run of a member. When the instruction is not the input
-        itself, an LLM member gets it as instructions added to its own, and a team member as
-        the task of a :class:`Brief` with the input as its data; other members get the input."""
+    def assign(self, member: str, value: Any, instruction: str) -> tuple[Agent, Any]:
+        """The agent and input for one run of the member named ``member``. When the instruction
+        is not the input itself, an LLM member gets it as instructions added to its own, and a
+        team member as the task of a :class:`Brief` with the input as its data; other members
+        get the input."""
+        agent = next(m.agent for m in self.members if m.name == member)
         if not instruction or (isinstance(value, str) and value == instruction):
             return agent, value
         if isinstance(agent, Team):
             return agent, value if isinstance(value, Brief) else Brief(instruction, value)
-        if isinstance(agent, LLMAgent):
-            return agent._derive(instructions=instruction), value
+        if isinstance(agent, Directable):
+            return agent.with_options(instructions=instruction), value
         return agent, value
 
     def _depth(self, ctx: Context, teams: dict[Context, tuple[int, int]]) -> tuple[int, int]:
@@ -348,7 +347,7 @@ def team(
     if twice:
         raise UsageError(f"team() has two members named {twice[0]!r}; name them: ff.member(agent, name=...)")
     lead = as_agent(leader, "team(leader=...)")
-    llm_leader = isinstance(lead, LLMAgent)
+    llm_leader = isinstance(lead, Directable)
     if mode not in ("plan", "delegate"):
         raise UsageError(f"team(mode={mode!r}): pass 'plan' (the leader returns a plan) or 'delegate' (tool calls)")
     if mode == "delegate" and not llm_leader:
