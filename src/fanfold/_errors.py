@@ -2,6 +2,7 @@
 
     FanfoldError
     +-- UsageError            misuse: a bad argument or configuration; says the value and the fix
+    |   +-- RunOwned          the run is being run by another live process (``.lease`` names it)
     +-- RunError              a run or a task did not succeed
     |   +-- FanoutFailed      a fan-out's failure policy gave up (``.outcomes`` holds what finished)
     |   |   +-- VoteFailed    no sample of a vote succeeded
@@ -15,14 +16,18 @@
         +-- Retry             "retry this", optionally after a delay
         +-- Skip              "skip this", with a reason
 
-``asyncio.CancelledError`` is never wrapped or swallowed.
+``asyncio.CancelledError`` is never wrapped or swallowed. A message never shows a secret the
+run knows (``fanfold._redact``): ``str()`` of any of these is redacted.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fanfold._redact import redact
+
 if TYPE_CHECKING:
+    from fanfold._lease import Lease
     from fanfold._outcome import Outcome
     from fanfold._run import Result
 
@@ -30,9 +35,23 @@ if TYPE_CHECKING:
 class FanfoldError(Exception):
     """The root of every exception fanfold raises."""
 
+    def __str__(self) -> str:
+        # A message may quote a provider's error body, which may echo the key it was sent.
+        return redact(super().__str__())
+
 
 class UsageError(FanfoldError, ValueError):
     """Misuse: a bad argument, configuration or input. The message names the value and the fix."""
+
+
+class RunOwned(UsageError):
+    """The run is being run by another live process: one process runs a run at a time.
+    ``lease`` names the owner (host, pid, since when); it is ``None`` when this process lost
+    the run it was running."""
+
+    def __init__(self, message: str, lease: Lease | None) -> None:
+        super().__init__(message)
+        self.lease = lease
 
 
 class RunError(FanfoldError):

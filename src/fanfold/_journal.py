@@ -9,6 +9,11 @@ result, ``as_completed``.
 
 Resuming (``resume=run_id``) loads the run's entries first; a task whose key is journaled, for
 the same input, is not run again: its outcome is restored and reported with ``resumed=True``.
+
+The run is owned by this process through a lease in the store (``fanfold._lease``): the writer
+renews it with every batch, and every third of its time to live when no batch comes, and
+checkpoints the attempt's usage in the same transaction, so that a crash loses neither the
+ownership's end (the lease lapses) nor what was spent.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ import io
 import json
 import pickle
 import sys
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, fields, is_dataclass
 from typing import Any
 
 from fanfold._agent import agent_name, is_composite
 from fanfold._context import Context
 from fanfold._errors import JournalFailed, RunError, UsageError
+from fanfold._lease import Lease, finish, first, release, renew, take
 from fanfold._outcome import ErrorInfo, Outcome, Status
 from fanfold._records import Entry, RunRecord, Store
+from fanfold._redact import known, redact
 from fanfold._usage import Usage
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
@@ -45,10 +53,22 @@ class JournaledError(RunError):
 class Journal:
     """One run's journal: the entries to restore (when resuming) and the batching writer."""
 
-    def __init__(self, store: Store, run_id: str, restored: dict[str, Entry] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        restored: dict[str, Entry] | None = None,
+        *,
+        lease: Lease | None = None,
+        spent: Callable[[], Usage] = Usage,
+    ) -> None:
         self.store = store
         self.run_id = run_id
+        self.lease = lease or Lease.new(time.time())
+        self._spent = spent
         self._restored = restored or {}
+        # The fan-out keys (given by the user) this attempt has met, with the input that had each.
+        self._claimed: dict[str, int] = {}
         self._batch: list[Entry] = []
         self._flushed: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
@@ -79,11 +99,24 @@ class Journal:
         if writer is not None:
             await asyncio.wait({writer})  # it never raises: a failed write goes to the waiting tasks
 
+    async def end(self, status: str | None, summary: dict[str, Any] | None) -> None:
+        """Give up the lease: the run ended with ``status`` (and ``summary``), or, with ``None``,
+        stopped unfinished (it shows as interrupted, and resumes at once)."""
+        token, usage = self.lease.token, asdict(self._spent())
+        if status is None:
+            await self.store.change_run(self.run_id, lambda r: release(r, token, time.time(), usage))
+        else:
+            await self.store.change_run(self.run_id, lambda r: finish(r, token, time.time(), status, summary, usage))
+
     # -- restoring ---------------------------------------------------------------------------
 
     def restore(self, ctx: Context, key: str, digest: str | None, label: Hashable | None) -> Outcome[Any] | None:
         """The journaled outcome of this task (whose fan-out ``key`` is ``label``), if it has one
-        for the same input."""
+        for the same input; a failed outcome if another input of the fan-out had the same key."""
+        if label is not None:
+            other = self._claimed.setdefault(key, ctx.index)
+            if other != ctx.index:
+                return _duplicate(ctx, key, label, other)
         if not self._restored:
             return None
         entry = self._restored.get(key)
@@ -114,7 +147,7 @@ class Journal:
         if self._failure is not None:
             raise JournalFailed(self._failure_message()) from self._failure
         value_json, value_pickle = encode(outcome.value) if outcome.status is Status.SUCCEEDED else (None, None)
-        error = outcome.error
+        error = outcome.error  # its message is redacted already (ErrorInfo.of)
         self._batch.append(
             Entry(
                 key,
@@ -125,7 +158,7 @@ class Journal:
                 value_pickle,
                 None if error is None else error.type,
                 None if error is None else error.message,
-                outcome.reason,
+                None if outcome.reason is None else redact(outcome.reason),
                 outcome.attempts,
                 outcome.start,
                 outcome.end,
@@ -140,15 +173,22 @@ class Journal:
         return flushed
 
     async def _write_batches(self) -> None:
+        beat = self.lease.ttl / 3  # a lease outlives two missed heartbeats
         while True:
-            await self._wake.wait()
+            try:
+                async with asyncio.timeout(beat):
+                    await self._wake.wait()
+            except TimeoutError:
+                if self._failure is None:
+                    await self._heartbeat()
+                continue
             self._wake.clear()
             while self._batch:
                 batch, flushed = self._batch, self._flushed
                 self._batch, self._flushed = [], None
                 assert flushed is not None
                 try:
-                    await self.store.write(self.run_id, batch)
+                    await self.store.write(self.run_id, batch, self._renewal())
                 except Exception as exc:
                     self._failure = exc
                     flushed.set_exception(JournalFailed(self._failure_message()))
@@ -159,6 +199,16 @@ class Journal:
             if self._closing:
                 return
 
+    def _renewal(self) -> Callable[[RunRecord], RunRecord]:
+        token, usage = self.lease.token, asdict(self._spent())
+        return lambda record: renew(record, token, time.time(), usage)
+
+    async def _heartbeat(self) -> None:
+        try:
+            await self.store.write(self.run_id, [], self._renewal())
+        except Exception as exc:  # the next task to finish reports it, and the run stops
+            self._failure = exc
+
     def _failure_message(self) -> str:
         exc = self._failure
         return (
@@ -166,6 +216,16 @@ class Journal:
             f"rather than report outcomes it could not keep. What was journaled is kept: once the store "
             f"works again, resume with resume={self.run_id!r} (or `fanfold runs resume {self.run_id}`)"
         )
+
+
+def _duplicate(ctx: Context, key: str, label: Hashable, other: int) -> Outcome[Any]:
+    exc = UsageError(
+        f"inputs {other} and {ctx.index} of the fan-out at {ctx.parent.path if ctx.parent else ''!r} have the same "
+        f"key {label!r} (journal key {key!r}); a journal keeps one outcome per key, so input {ctx.index} was not "
+        "run: give every input a distinct key"
+    )
+    error = ErrorInfo.of(exc)
+    return Outcome(ctx.index, Status.FAILED, None, label, ctx.path, 0, error=error, exception=exc)
 
 
 def task_key(ctx: Context, key: Hashable | None) -> str:
@@ -186,6 +246,9 @@ def digest(value: Any) -> str:
 def encode(value: Any) -> tuple[str, bytes | None]:
     """The value as JSON text, and as a pickle when JSON would not give it back as it was."""
     text = _to_json(value).decode()
+    secrets = known()
+    if secrets and any(secret in text for secret in secrets):
+        return redact(text), None  # a value that holds a secret is kept redacted, and never pickled
     if _is_plain(value):
         return text, None
     try:
@@ -276,12 +339,21 @@ def describe(agent: Any) -> str:
     return f"{agent_name(agent)}({', '.join(parts)})"
 
 
-async def open_journal(store: Store, run_id: str, name: str, config: dict[str, Any], resume: bool) -> Journal:
-    """Record the run (or find it, to resume it) and load what is journaled."""
+async def open_journal(
+    store: Store,
+    run_id: str,
+    name: str,
+    config: dict[str, Any],
+    resume: bool,
+    spent: Callable[[], Usage] = Usage,
+) -> Journal:
+    """Record the run (or find it, to resume it), take its lease, and load what is journaled.
+    Raises :class:`~fanfold.RunOwned` when another live process runs it."""
     await store.open()
+    lease = Lease.new(time.time())
     if not resume:
-        await store.create_run(RunRecord(run_id, name, config=config))
-        return Journal(store, run_id)
+        await store.create_run(first(RunRecord(run_id, name, config=config), lease))
+        return Journal(store, run_id, lease=lease, spent=spent)
     record = await store.get_run(run_id)
     if record is None:
         raise UsageError(
@@ -294,6 +366,7 @@ async def open_journal(store: Store, run_id: str, name: str, config: dict[str, A
             f"resume={run_id!r}: the run was {was}, and this spec is {shape}; resume it with the same pipeline "
             "(prompts and limits may change, its shape may not), or start a new run"
         )
+    # Taken before the entries are read: what a second process would run is decided by one owner.
+    await store.change_run(run_id, lambda r: take(r, lease, time.time()))
     restored = {entry.key: entry async for entry in store.entries(run_id)}
-    await store.update_run(run_id, status="running", resumed=True)
-    return Journal(store, run_id, restored)
+    return Journal(store, run_id, restored, lease=lease, spent=spent)

@@ -11,22 +11,30 @@ from __future__ import annotations
 import abc
 import importlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 from fanfold._errors import UsageError
+from fanfold._lease import Lease
 from fanfold._redact import redact_url
+
+# What a store applies to a run's record, atomically: the record as it is -> as it is to be.
+Change = Callable[["RunRecord"], "RunRecord"]
 
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """One run, as a store keeps it.
 
-    ``status`` is ``"running"`` while the run is under way (or was, when it crashed), then the
-    run's final status (``succeeded``, ``failed``, ``partial``, ``cancelled``). ``config`` is
+    ``status`` is ``"running"`` while the run is under way, ``"interrupted"`` when it was
+    running and its owner's lease lapsed (the process died) or was given up without an ending,
+    then the run's final status (``succeeded``, ``failed``, ``partial``, ``cancelled``).
+    ``lease`` names the process that owns the run while it runs. ``attempts`` has one entry per
+    attempt at the run (``started``, ``ended``, ``status``, ``host``, ``pid``, ``usage``), the
+    last one current while the run is owned; ``summary["usage"]`` adds up every attempt. ``config`` is
     plain JSON data without secrets: what was run (the spec's shape, the options, and for the
     command line the invocation that ``fanfold runs resume`` repeats). ``summary`` is the final
     summary as JSON data. Times are seconds since the epoch.
@@ -40,6 +48,8 @@ class RunRecord:
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] | None = None
     resumes: int = 0
+    lease: Lease | None = None
+    attempts: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +127,17 @@ class Store(abc.ABC):
         ``resumes``), and ``updated_at`` to now."""
 
     @abc.abstractmethod
-    async def write(self, run_id: str, entries: Sequence[Entry]) -> None:
+    async def write(self, run_id: str, entries: Sequence[Entry], change: Change | None = None) -> None:
         """Make ``entries`` durable, all of them in one transaction. An entry whose key the run
-        already has replaces it."""
+        already has replaces it. ``change``, if given, is applied to the run's record in the
+        same transaction (the journal renews its lease and checkpoints usage so); if it raises,
+        nothing is written."""
+
+    @abc.abstractmethod
+    async def change_run(self, run_id: str, change: Change) -> RunRecord:
+        """Apply ``change`` to the run's record in one transaction (a compare-and-set: the
+        record it sees is the one it replaces) and return the new record. An exception from
+        ``change`` leaves the record as it was."""
 
     @abc.abstractmethod
     def entries(self, run_id: str) -> AsyncIterator[Entry]:

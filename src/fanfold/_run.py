@@ -193,6 +193,7 @@ class Run:
                     agent_name(self._spec),
                     _journal_config(options, self._spec, self._input),
                     options.resume is not None,
+                    lambda: state.ledger.spent,
                 )
             except BaseException:
                 self._bus.close()  # the run never began: end the streams its consumers wait on
@@ -200,14 +201,21 @@ class Run:
                 raise
             state.journal = journal
             journal.start()
+            ended = False
             try:
-                result = await self._body()
+                try:
+                    result = await self._body()
+                finally:
+                    await journal.aclose()
+                if journal.failure is not None:  # unfinished, and resumable: the lease is given up below
+                    raise journal.failure
+                # The record's summary counts every attempt's usage; this result's, this attempt's.
+                await journal.end(result.status.value, result.summary.as_dict())
+                ended = True
+                return result
             finally:
-                await journal.aclose()
-            if journal.failure is not None:  # the record stays "running": unfinished, and resumable
-                raise journal.failure
-            await store.update_run(state.run_id, status=result.status.value, summary=result.summary.as_dict())
-            return result
+                if not ended:  # shows as interrupted at once, rather than when the lease lapses
+                    await journal.end(None, None)
         finally:
             await state.aclose()
             if store is not None and store is not options.store:

@@ -54,6 +54,25 @@ def count_lines(path: Path) -> int:
         return 0
 
 
+def status_once_lapsed(path: Path, run_id: str, within: float = 30.0) -> str:
+    """The run's status once its lease has lapsed (polled, up to ``within`` seconds)."""
+    import asyncio
+    import time
+
+    from fanfold._store._sqlite import SQLiteStore
+
+    async def status() -> str:
+        async with SQLiteStore(path) as store:
+            record = await store.get_run(run_id)
+            assert record is not None
+            return record.status
+
+    give_up = time.monotonic() + within
+    while (found := asyncio.run(status())) == "running" and time.monotonic() < give_up:
+        time.sleep(0.05)  # the condition is checked each time; the pause only spares the CPU
+    return found
+
+
 def test_a_killed_batch_resumes_with_each_input_exactly_once(tmp_path: Path, simulator: str) -> None:
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"id": i, "text": f"row {i}"}) + "\n" for i in range(INPUTS)))
@@ -61,7 +80,8 @@ def test_a_killed_batch_resumes_with_each_input_exactly_once(tmp_path: Path, sim
     output, store = tmp_path / "out.jsonl", tmp_path / "runs.db"
     run = [*FANFOLD, "run", "pipeline.yaml", "-i", "rows.jsonl", "-o", "out.jsonl", "--store", "runs.db",
            "--run-id", "crash", "--base-url", simulator + "/v1", "-c", str(CONCURRENCY), "--no-progress"]  # fmt: skip
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}
+    # A dead owner's lease lapses within a second, and the resume may take the run over.
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "FANFOLD_LEASE_TTL": "1"}
 
     # The victim's plain progress lines say how far it got; the test reads them as they come.
     victim = subprocess.Popen([*run[:-1], "--progress", "--progress-every", "0.1"], cwd=tmp_path, env=env,
@@ -77,6 +97,7 @@ def test_a_killed_batch_resumes_with_each_input_exactly_once(tmp_path: Path, sim
         pytest.fail("the run ended before it got half way:\n" + "".join(seen))
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=10)
+    assert status_once_lapsed(store, "crash") == "interrupted"
     written = count_lines(output)
     assert written < INPUTS
     before = stats(simulator)["requests"]

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 import fanfold as ff
 from fanfold._journal import decode
-from fanfold._records import Entry
+from fanfold._records import Change, Entry
 from fanfold._store._memory import MemoryStore
 from fanfold._store._postgres import PostgresStore
 from fanfold._store._sqlite import SQLiteStore
@@ -98,8 +98,8 @@ def test_outcomes_are_durable_before_anyone_hears_of_them() -> None:
             super().__init__()
             self.keys: set[str] = set()
 
-        async def write(self, run_id: str, entries: Sequence[Entry]) -> None:
-            await super().write(run_id, entries)
+        async def write(self, run_id: str, entries: Sequence[Entry], change: Change | None = None) -> None:
+            await super().write(run_id, entries, change)
             self.keys.update(e.key for e in entries)
 
     store = Watched()
@@ -220,7 +220,7 @@ def test_resume_needs_a_known_run_of_the_same_shape() -> None:
 
 def test_a_store_that_fails_stops_the_run_with_a_message_naming_it() -> None:
     class Broken(MemoryStore):
-        async def write(self, run_id: str, entries: Sequence[Entry]) -> None:
+        async def write(self, run_id: str, entries: Sequence[Entry], change: Change | None = None) -> None:
             raise OSError("disk full")
 
     with pytest.raises(ff.JournalFailed) as caught:

@@ -26,6 +26,7 @@ from fanfold._errors import UsageError
 from fanfold._records import Entry, RunRecord, Store, open_store
 from fanfold._store._memory import MemoryStore
 from fanfold._store._postgres import PostgresStore, redact
+from fanfold._store._sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from fanfold._store._sqlite import SQLiteStore
 
 T = TypeVar("T")
@@ -500,7 +501,7 @@ def test_sqlite_file_is_in_wal_mode_with_a_schema_version(tmp_path: Path) -> Non
     asyncio.run(_open_and_close(SQLiteStore(tmp_path / "runs.db")))
     with sqlite3.connect(tmp_path / "runs.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SQLITE_SCHEMA_VERSION,)
     db.close()
 
 
@@ -510,7 +511,7 @@ def test_sqlite_refuses_a_file_from_a_newer_fanfold(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 99")
     db.close()
-    with pytest.raises(UsageError, match=r"schema version 99, newer than this fanfold's 1; upgrade fanfold"):
+    with pytest.raises(UsageError, match=rf"schema version 99, newer than this fanfold's {SQLITE_SCHEMA_VERSION}; upgrade fanfold"):
         asyncio.run(_open_and_close(SQLiteStore(path)))
 
 

@@ -6,10 +6,11 @@ import dataclasses
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from fanfold._records import Entry, RunRecord, Store
+from fanfold._lease import seen
+from fanfold._records import Change, Entry, RunRecord, Store
 from fanfold._store._rows import check_limit, check_run_id, dump_json, duplicate_run, stamped, unknown_run
 
 
@@ -32,7 +33,9 @@ class MemoryStore(Store):
 
     url = "memory://"
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        # The clock leases are read against (a test passes a fake one).
+        self.clock = clock
         self._runs: dict[str, RunRecord] = {}
         # A dict keeps first-insertion order, and assigning to an existing key keeps its place:
         # exactly "replace an entry, keep its position".
@@ -50,7 +53,18 @@ class MemoryStore(Store):
         )
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        return self._runs.get(run_id)
+        record = self._runs.get(run_id)
+        return None if record is None else seen(record, self.clock())
+
+    async def change_run(self, run_id: str, change: Change) -> RunRecord:
+        record = self._runs.get(run_id)
+        if record is None:
+            raise unknown_run(run_id, self.url)
+        changed = change(record)
+        self._runs[run_id] = dataclasses.replace(
+            changed, summary=_through_json("summary", run_id, changed.summary), config=record.config
+        )
+        return changed
 
     async def update_run(
         self,
@@ -71,7 +85,9 @@ class MemoryStore(Store):
             updated_at=time.time(),
         )
 
-    async def write(self, run_id: str, entries: Sequence[Entry]) -> None:
+    async def write(self, run_id: str, entries: Sequence[Entry], change: Change | None = None) -> None:
+        if change is not None:
+            await self.change_run(run_id, change)
         journal = self._entries.setdefault(check_run_id(run_id), {})
         for entry in entries:
             journal[entry.key] = entry
@@ -91,7 +107,8 @@ class MemoryStore(Store):
         # order first puts the run created last first among runs created at the same moment.
         runs.reverse()
         runs.sort(key=lambda record: record.created_at, reverse=True)
-        return runs[:limit]
+        now = self.clock()
+        return [seen(record, now) for record in runs[:limit]]
 
     async def delete_run(self, run_id: str) -> None:
         self._runs.pop(run_id, None)

@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from fanfold._errors import UsageError
-from fanfold._records import Entry, RunRecord, Store
+from fanfold._lease import seen
+from fanfold._records import Change, Entry, RunRecord, Store
 from fanfold._redact import SECRET_PARAMETERS
 from fanfold._redact import redact_url as redact
 from fanfold._store._rows import (
     ENTRY_COLUMNS,
     ENTRY_FIELDS,
     ENTRY_UPDATES,
+    LEASE_COLUMNS,
     RUN_COLUMNS,
     check_limit,
     check_run_id,
@@ -33,12 +35,15 @@ from fanfold._store._rows import (
     record_from_row,
     run_row,
     unknown_run,
+    update_params,
 )
 
 if TYPE_CHECKING:
     import psycopg
 
 SCHEMES = ("postgresql", "postgres")
+# Version 1 still: the lease columns were added as nullable ones that every query names, so a
+# fanfold from before them reads and writes the same tables (a database may be shared by both).
 SCHEMA_VERSION = 1
 CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 PAGE = 1_000
@@ -60,7 +65,9 @@ CREATE TABLE fanfold_runs (
     updated_at double precision NOT NULL,
     config text NOT NULL,
     summary text,
-    resumes integer NOT NULL DEFAULT 0
+    resumes integer NOT NULL DEFAULT 0,
+    lease text,
+    attempts text
 );
 CREATE INDEX fanfold_runs_created ON fanfold_runs (created_at, seq);
 CREATE TABLE fanfold_entries (
@@ -92,10 +99,14 @@ UPSERT = (
 SELECT_PAGE = (
     f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT {PAGE}"
 )
-INSERT_RUN = (
-    f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO NOTHING"
-)
+INSERT_RUN = f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 10)}) ON CONFLICT (run_id) DO NOTHING"
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM fanfold_runs WHERE run_id = %s"
+# FOR UPDATE locks the row until the transaction ends: a second process changing the same run
+# waits, then reads what the first wrote (a compare-and-set on the lease).
+LOCK_RUN = SELECT_RUN + " FOR UPDATE"
+CHANGE_RUN = "UPDATE fanfold_runs SET {} WHERE run_id = %s".format(
+    ", ".join(f"{name} = %s" for name in RUN_COLUMNS.split(", ")[1:])
+)
 SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM fanfold_runs ORDER BY created_at DESC, seq DESC LIMIT %s"
 UPDATE_RUN = (
     "UPDATE fanfold_runs SET status = %s, summary = coalesce(%s, summary), resumes = resumes + %s, "
@@ -172,7 +183,22 @@ class PostgresStore(Store):
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._fetch(SELECT_RUN, (run_id,))
-        return record_from_row(rows[0]) if rows else None
+        return seen(record_from_row(rows[0]), time.time()) if rows else None
+
+    async def change_run(self, run_id: str, change: Change) -> RunRecord:
+        async with self._lock:
+            connection = self._open_connection()
+            async with connection.transaction():
+                return await self._apply(connection, run_id, change)
+
+    async def _apply(self, connection: psycopg.AsyncConnection[Any], run_id: str, change: Change) -> RunRecord:
+        cursor = await connection.execute(LOCK_RUN, (run_id,))
+        row = await cursor.fetchone()
+        if row is None:
+            raise unknown_run(run_id, self.url)
+        changed = change(record_from_row(row))
+        await connection.execute(CHANGE_RUN, update_params(changed))
+        return changed
 
     async def update_run(
         self,
@@ -186,15 +212,18 @@ class PostgresStore(Store):
         if await self._execute(UPDATE_RUN, params) == 0:
             raise unknown_run(run_id, self.url)
 
-    async def write(self, run_id: str, entries: Sequence[Entry]) -> None:
-        if not entries:
+    async def write(self, run_id: str, entries: Sequence[Entry], change: Change | None = None) -> None:
+        if not entries and change is None:
             return
         rows = entry_rows(check_run_id(run_id), entries)
         async with self._lock:
             connection = self._open_connection()
             # executemany sends the whole batch in pipeline mode: one round trip, not one per row.
             async with connection.transaction(), connection.cursor() as cursor:
-                await cursor.executemany(UPSERT, rows)
+                if change is not None:
+                    await self._apply(connection, run_id, change)
+                if rows:
+                    await cursor.executemany(UPSERT, rows)
 
     async def entries(self, run_id: str) -> AsyncIterator[Entry]:
         after = 0
@@ -211,7 +240,8 @@ class PostgresStore(Store):
 
     async def list_runs(self, limit: int = 50) -> list[RunRecord]:
         rows = await self._fetch(SELECT_RUNS, (check_limit(limit),))
-        return [record_from_row(row) for row in rows]
+        now = time.time()
+        return [seen(record_from_row(row), now) for row in rows]
 
     async def delete_run(self, run_id: str) -> None:
         async with self._lock:
@@ -257,6 +287,18 @@ def _secrets(url: str) -> list[str]:
     return [secret for value in found for secret in {value, unquote(value)} if secret]
 
 
+async def _add_lease_columns(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Tables from before leases get their columns (their runs have no owner, so none is live)."""
+    cursor = await connection.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'fanfold_runs' AND column_name = ANY(%s)",
+        (list(LEASE_COLUMNS),),
+    )
+    row = await cursor.fetchone()
+    if row is None or row[0] < len(LEASE_COLUMNS):
+        for column in LEASE_COLUMNS:
+            await connection.execute(f"ALTER TABLE fanfold_runs ADD COLUMN IF NOT EXISTS {column} text")
+
+
 async def _migrate(connection: psycopg.AsyncConnection[Any], url: str) -> None:
     async with connection.transaction():
         # Serialise processes that open a fresh database at the same moment: two concurrent
@@ -273,6 +315,7 @@ async def _migrate(connection: psycopg.AsyncConnection[Any], url: str) -> None:
                     f"{url} has fanfold schema version {version}, newer than this fanfold's {SCHEMA_VERSION}; "
                     "upgrade fanfold to use it"
                 )
+            await _add_lease_columns(connection)
             return
         for statement in SCHEMA.split(";"):
             await connection.execute(statement)

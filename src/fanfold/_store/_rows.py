@@ -14,7 +14,9 @@ from operator import attrgetter
 from typing import Any
 
 from fanfold._errors import UsageError
+from fanfold._lease import Lease
 from fanfold._records import Entry, RunRecord
+from fanfold._redact import redact
 
 # The entry columns in the order of Entry's fields, so that `Entry(*row)` rebuilds an entry from
 # a row without naming each field (and a field added to Entry cannot be forgotten here).
@@ -23,7 +25,9 @@ ENTRY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Entry))
 ENTRY_COLUMNS = ", ".join(f'"{name}"' for name in ENTRY_FIELDS)
 ENTRY_UPDATES = ", ".join(f'"{name}" = excluded."{name}"' for name in ENTRY_FIELDS if name != "key")
 
-RUN_COLUMNS = "run_id, name, status, created_at, updated_at, config, summary, resumes"
+RUN_COLUMNS = "run_id, name, status, created_at, updated_at, config, summary, resumes, lease, attempts"
+# Columns added by schema version 2 (one owner per run, and every attempt's usage).
+LEASE_COLUMNS = ("lease", "attempts")
 
 _entry_values = attrgetter(*ENTRY_FIELDS)
 
@@ -66,7 +70,8 @@ def dump_json(what: str, run_id: str, data: dict[str, Any] | None) -> str | None
     if data is None:
         return None
     try:
-        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+        # Redacted: a config or a summary may quote a URL with its key, or an error that echoed it.
+        return redact(json.dumps(data, allow_nan=False, separators=(",", ":")))
     except (TypeError, ValueError) as exc:
         raise UsageError(
             f"the {what} of run {run_id!r} is not plain JSON data ({exc}); "
@@ -76,7 +81,7 @@ def dump_json(what: str, run_id: str, data: dict[str, Any] | None) -> str | None
 
 def record_from_row(row: Sequence[Any]) -> RunRecord:
     """A RunRecord from a row selected as :data:`RUN_COLUMNS`."""
-    run_id, name, status, created_at, updated_at, config, summary, resumes = row
+    run_id, name, status, created_at, updated_at, config, summary, resumes, lease, attempts = row
     return RunRecord(
         run_id=run_id,
         name=name,
@@ -86,6 +91,8 @@ def record_from_row(row: Sequence[Any]) -> RunRecord:
         config=json.loads(config) if config else {},
         summary=None if summary is None else json.loads(summary),
         resumes=resumes,
+        lease=None if not lease else Lease(**json.loads(lease)),
+        attempts=tuple(json.loads(attempts)) if attempts else (),
     )
 
 
@@ -101,7 +108,15 @@ def run_row(record: RunRecord) -> tuple[Any, ...]:
         dump_json("config", record.run_id, record.config),
         dump_json("summary", record.run_id, record.summary),
         record.resumes,
+        None if record.lease is None else json.dumps(record.lease.as_dict()),
+        json.dumps(list(record.attempts), separators=(",", ":")),
     )
+
+
+def update_params(record: RunRecord) -> tuple[Any, ...]:
+    """The parameters of ``UPDATE fanfold_runs SET <every column but run_id> WHERE run_id = ?``."""
+    row = run_row(record)
+    return (*row[1:], row[0])
 
 
 def duplicate_run(run_id: str, url: str) -> UsageError:

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any, TypeVar, TypeVarTuple
 
 from fanfold._errors import UsageError
-from fanfold._records import Entry, RunRecord, Store
+from fanfold._lease import seen
+from fanfold._records import Change, Entry, RunRecord, Store
 from fanfold._store._rows import (
     ENTRY_COLUMNS,
     ENTRY_FIELDS,
     ENTRY_UPDATES,
+    LEASE_COLUMNS,
     RUN_COLUMNS,
     check_limit,
     check_run_id,
@@ -35,13 +37,14 @@ from fanfold._store._rows import (
     record_from_row,
     run_row,
     unknown_run,
+    update_params,
 )
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 # Bump with a migration in _migrate when the tables change; a file from a newer fanfold is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 PAGE = 1_000  # entries read per round trip to the worker thread
 
@@ -58,7 +61,9 @@ CREATE TABLE fanfold_runs (
     updated_at REAL NOT NULL,
     config TEXT NOT NULL,
     summary TEXT,
-    resumes INTEGER NOT NULL DEFAULT 0
+    resumes INTEGER NOT NULL DEFAULT 0,
+    lease TEXT,
+    attempts TEXT
 );
 CREATE INDEX fanfold_runs_created ON fanfold_runs (created_at);
 CREATE TABLE fanfold_entries (
@@ -92,7 +97,10 @@ SELECT_PAGE = f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM fanfold_runs WHERE run_id = ?"
 # rowid breaks ties between runs created at the same moment: the later insert is newer.
 SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM fanfold_runs ORDER BY created_at DESC, rowid DESC LIMIT ?"
-INSERT_RUN = f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING"
+INSERT_RUN = f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 10)}) ON CONFLICT (run_id) DO NOTHING"
+CHANGE_RUN = "UPDATE fanfold_runs SET {} WHERE run_id = ?".format(
+    ", ".join(f"{name} = ?" for name in RUN_COLUMNS.split(", ")[1:])
+)
 UPDATE_RUN = (
     "UPDATE fanfold_runs SET status = ?, summary = coalesce(?, summary), resumes = resumes + ?, "
     "updated_at = ? WHERE run_id = ?"
@@ -151,7 +159,10 @@ class SQLiteStore(Store):
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         rows = await self._call(_fetch, SELECT_RUN, (run_id,))
-        return record_from_row(rows[0]) if rows else None
+        return seen(record_from_row(rows[0]), time.time()) if rows else None
+
+    async def change_run(self, run_id: str, change: Change) -> RunRecord:
+        return await self._call(_change, self.url, run_id, change)
 
     async def update_run(
         self,
@@ -165,10 +176,10 @@ class SQLiteStore(Store):
         if await self._call(_execute, UPDATE_RUN, params) == 0:
             raise unknown_run(run_id, self.url)
 
-    async def write(self, run_id: str, entries: Sequence[Entry]) -> None:
+    async def write(self, run_id: str, entries: Sequence[Entry], change: Change | None = None) -> None:
         # The tuples are built on the worker thread too, so the event loop only hands over the batch.
-        if entries:
-            await self._call(_write, check_run_id(run_id), entries)
+        if entries or change is not None:
+            await self._call(_write, self.url, check_run_id(run_id), entries, change)
 
     async def entries(self, run_id: str) -> AsyncIterator[Entry]:
         # Page by seq rather than hold a cursor open across yields: a long-lived read would stop
@@ -187,7 +198,8 @@ class SQLiteStore(Store):
 
     async def list_runs(self, limit: int = 50) -> list[RunRecord]:
         rows = await self._call(_fetch, SELECT_RUNS, (check_limit(limit),))
-        return [record_from_row(row) for row in rows]
+        now = time.time()
+        return [seen(record_from_row(row), now) for row in rows]
 
     async def delete_run(self, run_id: str) -> None:
         await self._call(_delete, run_id)
@@ -237,10 +249,28 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
-def _write(db: sqlite3.Connection, run_id: str, entries: Sequence[Entry]) -> None:
+def _write(db: sqlite3.Connection, url: str, run_id: str, entries: Sequence[Entry], change: Change | None) -> None:
     rows = entry_rows(run_id, entries)
     with _transaction(db):
+        if change is not None:
+            _apply(db, url, run_id, change)
         db.executemany(UPSERT, rows)
+
+
+def _change(db: sqlite3.Connection, url: str, run_id: str, change: Change) -> RunRecord:
+    with _transaction(db):
+        return _apply(db, url, run_id, change)
+
+
+def _apply(db: sqlite3.Connection, url: str, run_id: str, change: Change) -> RunRecord:
+    """Read, change and write the run's record inside the caller's transaction: BEGIN IMMEDIATE
+    holds the write lock from the read on, so no other process changes it in between."""
+    rows = db.execute(SELECT_RUN, (run_id,)).fetchall()
+    if not rows:
+        raise unknown_run(run_id, url)
+    changed = change(record_from_row(rows[0]))
+    db.execute(CHANGE_RUN, update_params(changed))
+    return changed
 
 
 def _execute(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
@@ -271,3 +301,7 @@ def _migrate(db: sqlite3.Connection, url: str) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+        elif version == 1:  # a file from before leases: its runs have no owner, so none is live
+            for column in LEASE_COLUMNS:
+                db.execute(f"ALTER TABLE fanfold_runs ADD COLUMN {column} TEXT")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
