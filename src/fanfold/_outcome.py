@@ -7,6 +7,7 @@ from collections.abc import Hashable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
+from fanfold._redact import redact, scrub
 from fanfold._usage import Usage
 
 T = TypeVar("T")
@@ -31,7 +32,10 @@ class ErrorInfo:
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorInfo:
-        return cls(type(exc).__name__, str(exc))
+        """The exception as plain data, its message redacted; the exception's own message (and
+        its causes') is redacted in place too, so a traceback printed later shows no secret."""
+        scrub(exc)
+        return cls(type(exc).__name__, redact(str(exc)))
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}" if self.message else self.type

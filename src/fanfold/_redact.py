@@ -18,6 +18,7 @@ nothing is secret: a substring check per known secret and one precompiled search
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -65,9 +66,9 @@ def secrets_in_url(url: str) -> list[str]:
     return [value for value in found if value]
 
 
-def known() -> frozenset[str]:
-    """The secrets registered so far."""
-    return frozenset(_known)
+def known() -> AbstractSet[str]:
+    """The secrets registered so far (a live view: do not change it)."""
+    return _known
 
 
 def redact(text: str) -> str:
@@ -129,9 +130,10 @@ def _is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-def redact_url(url: str) -> str:
-    """``url`` without its password or any secret-named parameter, fit for messages, ``repr``
-    and run records. A URL too malformed to parse is masked by shape all the same.
+def redact_url(url: str, *, user: bool = True) -> str:
+    """``url`` without its password or any secret-named parameter (and without its user name
+    too, with ``user=False``), fit for messages, ``repr`` and run records. A URL too malformed
+    to parse is masked by shape all the same.
 
     >>> redact_url("postgresql://me:s3cret@db:5432/runs?sslmode=require&password=s3cret")
     'postgresql://me@db:5432/runs?sslmode=require'
@@ -142,11 +144,11 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return redact(url)
-    user, at, hosts = parts.netloc.rpartition("@")
+    userinfo, at, hosts = parts.netloc.rpartition("@")
     query = parse_qsl(parts.query, keep_blank_values=True)
     secret = [name for name, _ in query if name in SECRET_PARAMETERS or _is_secret_name(name)]
-    if ":" not in user and not secret:
+    if ":" not in userinfo and not secret and (user or not at):
         return redact(url)  # nothing to hide by shape: keep it as written, but for known secrets
-    netloc = f"{user.partition(':')[0]}{at}{hosts}"
+    netloc = f"{userinfo.partition(':')[0]}{at}{hosts}" if user else hosts
     kept = urlencode([(name, value) for name, value in query if name not in secret])
     return redact(urlunsplit((parts.scheme, netloc, parts.path, kept, parts.fragment)))

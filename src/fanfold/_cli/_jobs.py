@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 
@@ -43,6 +42,7 @@ from fanfold._map_reduce import map_reduce
 from fanfold._patterns import map as map_pattern
 from fanfold._progress import ProgressDisplay
 from fanfold._records import Store, open_store
+from fanfold._redact import redact_url
 from fanfold._run import Result, RunStatus, start
 
 # The overrides a run record keeps (base_url is kept without credentials; api_key and price never).
@@ -75,7 +75,7 @@ class Job:
         o = self.overrides
         flags = {name: getattr(o, name) for name in _FLAGS if getattr(o, name) is not None}
         if o.base_url is not None:
-            flags["base_url"] = _without_credentials(o.base_url)
+            flags["base_url"] = redact_url(o.base_url, user=False)
         pipeline = self.pipeline
         if Path(pipeline).is_file():
             pipeline = str(Path(pipeline).resolve())
@@ -120,15 +120,6 @@ class Job:
             overrides=overrides,
             command=command,
         )
-
-
-def _without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(slots=True)

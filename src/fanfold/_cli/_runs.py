@@ -177,6 +177,8 @@ def _record_data(record: RunRecord) -> dict[str, Any]:
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "resumes": record.resumes,
+        "owner": None if record.lease is None else {k: v for k, v in record.lease.as_dict().items() if k != "token"},
+        "attempts": list(record.attempts),
         "config": record.config,
         "summary": record.summary,
     }
@@ -219,8 +221,19 @@ def runs_show(
         if usage.get("requests"):
             out.print(f"  usage: {usage['requests']:,} requests, {usage.get('input_tokens', 0):,} tokens in, "
                       f"{usage.get('output_tokens', 0):,} out, ${usage.get('cost', 0.0):.4f}")  # fmt: skip
-    if record.status == "running":
-        out.print(f"  unfinished (or still running): `fanfold runs resume {record.run_id}` continues it")
+    for number, attempt in enumerate(record.attempts, 1):
+        spent = attempt.get("usage") or {}
+        ended = attempt.get("ended")
+        out.print(f"  attempt {number}: {attempt.get('status')}, pid {attempt.get('pid')} on {attempt.get('host')}, "
+                  f"{_when(attempt.get('started') or 0)} to {'now' if ended is None else _when(ended)}, "
+                  f"{spent.get('requests', 0):,} requests, ${spent.get('cost', 0.0):.4f}")  # fmt: skip
+    if record.status == "running" and record.lease is not None:
+        out.print(f"  running in process {record.lease.pid} on {record.lease.host} (lease until "
+                  f"{_when(record.lease.expires_at)}); a resume is refused while it lives")  # fmt: skip
+    elif record.status == "running":
+        out.print(f"  unfinished: `fanfold runs resume {record.run_id}` continues it")
+    elif record.status == "interrupted":
+        out.print(f"  interrupted (its process stopped or died): `fanfold runs resume {record.run_id}` continues it")
     elif record.status != "succeeded":
         out.print(f"  `fanfold runs resume {record.run_id}` runs what did not finish")
 

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fanfold._errors import UsageError
+from fanfold._redact import register, register_url
 from fanfold._governor import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS
 
 
@@ -102,6 +103,11 @@ def parse_model(model: str, *, api_key: str | None, base_url: str | None, group:
         )
     provider, name = model.split(":", 1)
     family = _BUILT_HERE.get(provider)
+    # Every key this model may be called with is a secret from now on: nothing fanfold writes shows it.
+    register(api_key, *(os.environ.get(var) for var in _key_variables(provider, family)))
+    register_url(base_url)
+    if family is not None:
+        register_url(os.environ.get(family[2]))
     if family is not None and api_key is None:
         _, key_var, url_var = family
         if not os.environ.get(key_var) and not (base_url or os.environ.get(url_var)):
@@ -111,6 +117,16 @@ def parse_model(model: str, *, api_key: str | None, base_url: str | None, group:
                 "('fanfold simulate')"
             )
     return ModelRef(provider, name, base_url, api_key, group)
+
+
+def _key_variables(provider: str, family: tuple[str, str, str] | None) -> list[str]:
+    """The environment variables a provider reads its credentials from."""
+    prefix = provider.split("-")[0].upper() + "_"
+    names = [name for name in os.environ if name.startswith(prefix) and name.endswith(_SECRET_SUFFIXES)]
+    return names + ([family[1]] if family is not None else [])
+
+
+_SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_KEY")
 
 
 async def _on_request(request: Any) -> None:
