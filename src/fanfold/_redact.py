@@ -17,6 +17,7 @@ nothing is secret: a substring check per known secret and one precompiled search
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -120,10 +121,9 @@ def scrub(exc: BaseException) -> None:
 
 
 def _set(exc: BaseException, name: str, value: Any) -> None:
-    try:
+    # A read-only property: its text is in args, redacted already.
+    with contextlib.suppress(AttributeError, TypeError):
         setattr(exc, name, value)
-    except (AttributeError, TypeError):  # a read-only property: its text is in args, redacted already
-        pass
 
 
 def _is_secret_name(name: str) -> bool:

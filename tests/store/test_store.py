@@ -511,7 +511,8 @@ def test_sqlite_refuses_a_file_from_a_newer_fanfold(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 99")
     db.close()
-    with pytest.raises(UsageError, match=rf"schema version 99, newer than this fanfold's {SQLITE_SCHEMA_VERSION}; upgrade fanfold"):
+    newer = rf"schema version 99, newer than this fanfold's {SQLITE_SCHEMA_VERSION}; upgrade fanfold"
+    with pytest.raises(UsageError, match=newer):
         asyncio.run(_open_and_close(SQLiteStore(path)))
 
 

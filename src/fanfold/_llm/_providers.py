@@ -22,8 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fanfold._errors import UsageError
-from fanfold._redact import register, register_url
 from fanfold._governor import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS
+from fanfold._redact import register, register_url
 
 
 class Wire:

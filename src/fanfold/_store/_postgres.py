@@ -99,7 +99,9 @@ UPSERT = (
 SELECT_PAGE = (
     f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT {PAGE}"
 )
-INSERT_RUN = f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 10)}) ON CONFLICT (run_id) DO NOTHING"
+INSERT_RUN = (
+    f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 10)}) ON CONFLICT (run_id) DO NOTHING"
+)
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM fanfold_runs WHERE run_id = %s"
 # FOR UPDATE locks the row until the transaction ends: a second process changing the same run
 # waits, then reads what the first wrote (a compare-and-set on the lease).
