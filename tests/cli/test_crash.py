@@ -115,3 +115,19 @@ def test_a_killed_batch_resumes_with_each_input_exactly_once(tmp_path: Path, sim
     requests = stats(simulator)["requests"]
     assert INPUTS <= requests <= INPUTS + summary["retries"] + CONCURRENCY
     assert requests - before == INPUTS - summary["resumed"] + summary["retries"]
+    # The run's record counts both attempts: the killed one's usage was checkpointed with each
+    # journal batch, so only the calls answered in the instant before the kill can be missing.
+    import asyncio
+
+    from fanfold._store._sqlite import SQLiteStore
+
+    async def usage() -> tuple[int, list[dict[str, object]]]:
+        async with SQLiteStore(store) as s:
+            record = await s.get_run("crash")
+            assert record is not None and record.summary is not None
+            return record.summary["usage"]["requests"], list(record.attempts)
+
+    counted, attempts = asyncio.run(usage())
+    assert [a["status"] for a in attempts] == ["interrupted", "succeeded"]
+    assert attempts[1]["usage"]["requests"] == requests - before  # the resume's own part, exactly
+    assert requests - CONCURRENCY <= counted <= requests

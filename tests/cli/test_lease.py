@@ -27,7 +27,7 @@ DONE, TOTAL = 50, 200  # journaled by the first run; inputs of the resume
 
 # A child process: run (or resume) a map over TOTAL inputs whose agent appends each execution to
 # a file, and waits for a gate file first (so the test decides when the owner may finish).
-CHILD = '''
+CHILD = """
 import asyncio, os, sys
 from pathlib import Path
 import fanfold as ff
@@ -52,7 +52,7 @@ except ff.UsageError as exc:
     print(f"{type(exc).__name__}: {exc}", flush=True)
     sys.exit(3)
 print("finished", flush=True)
-'''
+"""
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
