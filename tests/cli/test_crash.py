@@ -124,7 +124,8 @@ def test_a_killed_batch_resumes_with_each_input_exactly_once(tmp_path: Path, sim
     async def usage() -> tuple[int, list[dict[str, object]]]:
         async with SQLiteStore(store) as s:
             record = await s.get_run("crash")
-            assert record is not None and record.summary is not None
+            assert record is not None
+            assert record.summary is not None
             return record.summary["usage"]["requests"], list(record.attempts)
 
     counted, attempts = asyncio.run(usage())

@@ -127,7 +127,7 @@ def half_done(store_url: str, work: Path) -> Iterator[str]:
     assert first.returncode == 0, out + err
     (work / "gate").unlink()
     (work / "executions").unlink()
-    yield run_id
+    return run_id
 
 
 def test_a_second_resume_of_a_live_run_is_refused_naming_its_owner(store_url: str, work: Path, half_done: str) -> None:
@@ -138,7 +138,8 @@ def test_a_second_resume_of_a_live_run_is_refused_naming_its_owner(store_url: st
         out, err = second.communicate(timeout=60)
         assert second.returncode == 3, out + err
         assert out.startswith("RunOwned: ")
-        assert f"process {owner.pid} on host" in out and "lapses within 1 seconds" in out
+        assert f"process {owner.pid} on host" in out
+        assert "lapses within 1 seconds" in out
         assert executions(work) == []  # the refused process ran nothing
     finally:
         (work / "gate").touch()
@@ -147,7 +148,8 @@ def test_a_second_resume_of_a_live_run_is_refused_naming_its_owner(store_url: st
     ran = executions(work)
     assert sorted(ran) == list(range(DONE, TOTAL))  # exactly the inputs not yet journaled, once each
     final = record(store_url, half_done)
-    assert final.status == "succeeded" and final.lease is None
+    assert final.status == "succeeded"
+    assert final.lease is None
     assert [a["status"] for a in final.attempts] == ["succeeded", "succeeded"]
 
 
@@ -187,4 +189,5 @@ def test_a_killed_owner_shows_interrupted_and_a_resume_takes_over(store_url: str
     final = record(store_url, half_done)
     assert final.status == "succeeded"
     assert [a["status"] for a in final.attempts] == ["succeeded", "interrupted", "succeeded"]
-    assert final.attempts[1]["pid"] == victim.pid and final.resumes == 2
+    assert final.attempts[1]["pid"] == victim.pid
+    assert final.resumes == 2

@@ -28,7 +28,8 @@ def test_a_duplicate_key_fails_the_later_input_naming_both() -> None:
     result = ff.run_sync(ff.map(grade, key=lambda row: row["id"]), rows, store=store)
     assert [o.status for o in result.outcomes] == [ff.Status.SUCCEEDED, ff.Status.SUCCEEDED, ff.Status.FAILED]
     message = str(result.outcomes[2].error)
-    assert "inputs 0 and 2" in message and "same key 1" in message
+    assert "inputs 0 and 2" in message
+    assert "same key 1" in message
     assert sorted(calls) == [10, 20]
     # Resumed, nothing is called again: the first input is restored, the duplicate fails again.
     again = ff.run_sync(ff.map(grade, key=lambda row: row["id"]), rows, store=store, resume=result.run_id)
@@ -69,7 +70,11 @@ def test_at_most_one_live_owner_and_only_a_lapsed_lease_changes_hands(ops: list[
                 try:
                     await store.change_run("r", lambda r, lease=lease: take(r, lease, now[0]))
                 except RunOwned as exc:
-                    assert live and owner != name and exc.lease is not None and exc.lease.token == owner
+                    refused: Lease | None = exc.lease
+                    assert live
+                    assert owner != name
+                    assert refused is not None
+                    assert refused.token == owner
                 else:
                     assert not live or owner == name
                     owner, expires = name, now[0] + TTL
@@ -102,5 +107,6 @@ def test_a_live_lease_refuses_with_the_owner_named() -> None:
         take(record, Lease("t2", "host-b", 7, 110.0, 140.0, 30.0), 110.0)
     assert caught.value.lease == held
     taken = take(record, Lease("t2", "host-b", 7, 131.0, 161.0, 30.0), 131.0)
-    assert taken.lease is not None and taken.lease.token == "t2"
+    assert taken.lease is not None
+    assert taken.lease.token == "t2"
     assert [a["status"] for a in taken.attempts] == ["interrupted", "running"]
