@@ -208,6 +208,15 @@ def run(
         bool, typer.Option("--strict", help="Check every row first; stop, calling nothing, at a malformed one.")
     ] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Run only the first N rows.")] = None,
+    max_row_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-row-bytes",
+            min=1,
+            help="The largest row to read; a longer one fails, unread [default: the pipeline's, else 4 MiB].",
+            show_default=False,
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", "-c", min=1, help="Calls at once.", rich_help_panel=_LIMITS_RUN)
     ] = None,
@@ -275,6 +284,7 @@ def run(
         ordered=not unordered,
         strict=strict,
         limit=limit,
+        max_row_bytes=max_row_bytes,
         store=store,
         resume=resume,
         run_id=run_id,

@@ -36,6 +36,7 @@ from fanfold._cli._batch_files import (
     write_summary,
 )
 from fanfold._cli._pipeline import Built, Overrides, Pipeline, load_pipeline
+from fanfold._cli._reading import DEFAULT_MAX_ROW_BYTES
 from fanfold._errors import JournalFailed, RunFailed, UsageError
 from fanfold._events import Callback
 from fanfold._journal import describe
@@ -68,6 +69,7 @@ class Job:
     progress: bool = True
     progress_every: float = 10.0  # seconds between plain progress lines (not a terminal)
     limit: int | None = None  # run only the first rows (to try a pipeline on a big file)
+    max_row_bytes: int | None = None  # a longer row fails unread [default: the pipeline's, else 4 MiB]
     overrides: Overrides = field(default_factory=Overrides)
     command: str = "run"  # or "demo": `fanfold runs resume` starts the demo's simulator again
 
@@ -88,6 +90,7 @@ class Job:
             "ordered": self.ordered,
             "strict": self.strict,
             "limit": self.limit,
+            "max_row_bytes": self.max_row_bytes,
             "flags": flags,
             "cwd": str(Path.cwd()),
         }
@@ -114,6 +117,7 @@ class Job:
             ordered=bool(data.get("ordered", True)),
             strict=bool(data.get("strict", False)),
             limit=data.get("limit"),
+            max_row_bytes=data.get("max_row_bytes"),
             store=store,
             resume=run_id,
             progress=progress,
@@ -165,7 +169,8 @@ def prepare(job: Job) -> Prepared:
     :class:`~fanfold.UsageError` naming what is wrong and the fix."""
     pipeline = load_pipeline(job.pipeline)
     built = pipeline.build(job.overrides)  # a missing API key is named here
-    file = InputFile.open(job.input, job.format)
+    spec_limit = None if pipeline.spec is None else pipeline.spec.max_row_bytes
+    file = InputFile.open(job.input, job.format, max_row_bytes=job.max_row_bytes or spec_limit or DEFAULT_MAX_ROW_BYTES)
     if job.output.resolve() == file.path.resolve():
         raise UsageError(f"--output {str(job.output)!r} is the input file; write the results to another file")
     if job.strict:
