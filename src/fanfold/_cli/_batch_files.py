@@ -241,12 +241,36 @@ class InputFile:
             next(found, None)
             return sum(1 for _, record in found if not isinstance(record, bytes) or record.strip())
 
-    def first_problem(self) -> str | None:
-        """The first malformed row as ``file:line: problem``, or None (for ``--strict``)."""
+    def first_problem(self, key_field: str | None = None) -> str | None:
+        """The first malformed row as ``file:line: problem``, or None (for ``--strict``); with
+        ``key_field``, a row whose key an earlier row has is one."""
+        keys = DuplicateKeys(self) if key_field is not None else None
         for row in self.rows():
             if isinstance(row, BadRow):
                 return f"{self.where(row.line)}: {row.problem}"
+            if keys is not None and isinstance(row.value, dict) and key_field in row.value:
+                try:
+                    keys.check(row, _plain_key(row.value[key_field]))
+                except MalformedRow as exc:
+                    return str(exc)
         return None
+
+
+class DuplicateKeys:
+    """The rows' keys seen so far, each with its first line: a later row with the same key is
+    malformed (its outcome would shadow the first's in the journal and the output)."""
+
+    def __init__(self, file: InputFile) -> None:
+        self.file = file
+        self.seen: dict[Hashable, int] = {}
+
+    def check(self, row: Row, key: Hashable) -> None:
+        first = self.seen.setdefault(key, row.line)
+        if first != row.line:
+            raise MalformedRow(
+                f"{self.file.where(row.line)}: the key {key!r} is also the key of {self.file.where(first)}; give "
+                "each row its own key"
+            )
 
 
 # -- the agent that runs one row --------------------------------------------------------------
@@ -328,14 +352,22 @@ def row_key(
         if isinstance(row, BadRow):
             return None
         if key is not None:
-            return key(row.value)
+            found = key(row.value)
+            keys.check(row, found)
+            return found
         value = row.value
         if not isinstance(value, dict) or field not in value:
             raise MalformedRow(f"{file.where(row.line)}: the row has no field {field!r}, the pipeline's key")
-        found = value[field]
-        return found if isinstance(found, str | int | float | bool) or found is None else json.dumps(found)
+        found = _plain_key(value[field])
+        keys.check(row, found)
+        return found
 
+    keys = DuplicateKeys(file)
     return of
+
+
+def _plain_key(value: Any) -> Hashable:
+    return value if isinstance(value, str | int | float | bool) or value is None else json.dumps(value)
 
 
 # -- writing ----------------------------------------------------------------------------------
