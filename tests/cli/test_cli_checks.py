@@ -159,3 +159,48 @@ def test_help_off_a_terminal_keeps_option_names_whole() -> None:
     for flag in ("--max-row-bytes", "--progress-every", "--budget-requests", "--no-progress"):
         assert flag in done.stdout
     assert "143 by SIGTERM" in " ".join(done.stdout.split())
+
+
+def test_a_refused_connection_says_so_naming_the_address(workdir: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        rows = jsonl(workdir / "rows.jsonl", [{"text": "a"}])
+        yaml = write(workdir / "p.yaml", "model: openai-chat:sim-1\nprompt: '{text}'\nretries: 1\n")
+        result = invoke("run", yaml, "-i", rows, "-o", "out.jsonl", "--no-progress",
+                        "--base-url", f"http://127.0.0.1:{port}/v1")  # fmt: skip
+    assert result.exit_code == 1, result.output
+    error = lines(workdir / "out.jsonl")[0]["error"]
+    assert error["type"] == "ConnectionRefused"
+    assert error["message"].startswith(f"connection refused to 127.0.0.1:{port}: nothing is listening there")
+
+
+# -- what a person sees -----------------------------------------------------------------------
+
+
+def test_progress_says_reducing_once_the_map_is_done(workdir: Path, sim: SimulatedProvider) -> None:
+    rows = jsonl(workdir / "rows.jsonl", [{"text": f"part {i}"} for i in range(7)])
+    yaml = write(workdir / "p.yaml", "model: openai-chat:sim-1\nprompt: '{text}'\n"
+                 "pattern: {type: map-reduce, reduce: Add up., fan_in: 3}\n")  # fmt: skip
+    result = invoke("run", yaml, "-i", rows, "-o", "out.jsonl", "--base-url", sim.openai_base_url,
+                    "--progress", "--progress-every", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    progress = [line for line in result.output.splitlines() if line.startswith("p: ")]
+    reducing = [line for line in progress if "7/7 (100%) mapped, reducing..." in line]
+    assert reducing, progress
+    assert progress[-1].startswith("p: 7/7 (100%) done")  # the last line, once the reduction is in
+    assert all("(100%) done" not in line for line in progress[:-1])
+
+
+def test_progress_counts_cancelled_and_skipped_as_the_summary_does() -> None:
+    from fanfold._outcome import Outcome, Status
+    from fanfold._progress import ProgressDisplay
+
+    display = ProgressDisplay(total=4, count_outcomes=False, live=False)
+    for index, status in enumerate([Status.SUCCEEDED, Status.CANCELLED, Status.SKIPPED, Status.SKIPPED]):
+        display.record(Outcome(index, status))
+    line = display.tally.line(1.0)
+    assert "1 cancelled" in line
+    assert "2 skipped" in line

@@ -308,11 +308,42 @@ class RowAgent:
             raise MalformedRow(f"{self.file.where(row.line)}: {exc}") from None
 
     async def run(self, row: Row | BadRow, ctx: Context, /) -> Any:
-        value = await self.agent.run(self.input_of(row), ctx)
+        try:
+            value = await self.agent.run(self.input_of(row), ctx)
+        except Exception as exc:
+            # Past the model's own retries (a composite's leaves retried it): say what happened.
+            # The HTTP client reports a refused connection as a connect *timeout*.
+            where = refused_address(exc) if self.composite else None
+            if where is None:
+                raise
+            raise ConnectionRefused(
+                f"connection refused to {where}: nothing is listening there; start the server, or fix --base-url "
+                "(or the pipeline's base_url)"
+            ) from exc
         return value if self.finish is None else self.finish(value)
 
     def __repr__(self) -> str:
         return f"<rows of {self.name}>"
+
+
+class ConnectionRefused(ConnectionError):
+    """A model's server refused the connection (nothing listens at its address)."""
+
+
+def refused_address(exc: BaseException) -> str | None:
+    """``host:port`` if ``exc`` was caused by a refused connection, else None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    address = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        host, port = getattr(current, "host", None), getattr(current, "port", None)
+        if isinstance(host, str) and isinstance(port, int):
+            address = f"{host}:{port}"
+        if isinstance(current, ConnectionRefusedError):
+            return address or str(current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class LeafRowAgent(RowAgent):

@@ -258,6 +258,7 @@ async def run_job(
                 total=ready.total,
                 count_outcomes=False,
                 interval=job.progress_every,
+                then="reducing" if ready.built.reducer is not None else None,
             )
             if job.progress
             else None
