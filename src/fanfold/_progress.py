@@ -27,6 +27,8 @@ class Tally:
     resumed: int = 0
     failed: int = 0
     skipped: int = 0
+    cancelled: int = 0
+    then: str | None = None  # what runs once every input is done (a reduce): "mapping done, reducing..."
     retries: int = 0
     throttled: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -46,7 +48,10 @@ class Tally:
     def line(self, elapsed: float) -> str:
         """One plain line: ``1,200/5,000 (24%), 41.0/s, ETA 1m33s, 3 failed, ...``."""
         total = f"/{self.total:,} ({self.done / self.total:.0%})" if self.total else ""
-        parts = [f"{self.done:,}{total} done", f"{self.rate(elapsed):,.1f}/s"]
+        then = self.then
+        finishing = then is not None and self.total is not None and self.done >= self.total
+        parts = [f"{self.done:,}{total} {f'mapped, {then}...' if finishing else 'done'}",
+                 f"{self.rate(elapsed):,.1f}/s"]  # fmt: skip
         eta = self.eta(elapsed)
         if eta is not None:
             parts.append(f"ETA {duration(eta)}")
@@ -62,6 +67,8 @@ class Tally:
             parts.append(f"{self.resumed:,} resumed")
         if self.failed:
             parts.append(f"{self.failed:,} failed")
+        if self.cancelled:
+            parts.append(f"{self.cancelled:,} cancelled")
         if self.skipped:
             parts.append(f"{self.skipped:,} skipped")
         if self.retries:
@@ -75,7 +82,8 @@ class Tally:
         return parts
 
     def _compact(self) -> list[str]:
-        named = [(self.resumed, "resumed"), (self.failed, "failed"), (self.skipped, "skipped"),
+        named = [(self.resumed, "resumed"), (self.failed, "failed"), (self.cancelled, "cancelled"),
+                 (self.skipped, "skipped"),
                  (self.retries, "retries"), (self.throttled, "429s")]  # fmt: skip
         parts = [f"{n:,} {name}" for n, name in named if n]
         if self.usage.tokens:
@@ -129,9 +137,10 @@ class ProgressDisplay:
         live: bool | None = None,
         interval: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        then: str | None = None,
     ) -> None:
         self._console = console or Console(stderr=True)
-        self.tally = Tally(total=total)
+        self.tally = Tally(total=total, then=then)
         self._count_outcomes = count_outcomes
         self._live = self._console.is_terminal if live is None else live
         self._interval = interval
@@ -183,7 +192,9 @@ class ProgressDisplay:
             tally.resumed += 1
         if outcome.status in (Status.FAILED, Status.TIMED_OUT):
             tally.failed += 1
-        elif outcome.status in (Status.SKIPPED, Status.CANCELLED):
+        elif outcome.status is Status.CANCELLED:
+            tally.cancelled += 1
+        elif outcome.status is Status.SKIPPED:
             tally.skipped += 1
 
     def _is_top(self, path: str) -> bool:
@@ -206,6 +217,8 @@ class ProgressDisplay:
             eta = tally.eta(self.elapsed)
             rate_text = f"{rate:,.1f}/s" + (f", ETA {duration(eta)}" if eta is not None else "")
             stats = _colour(tally.extras(compact=True))
+            if tally.then is not None and tally.total is not None and tally.done >= tally.total:
+                rate_text = f"mapping done, {tally.then}..."
             self._progress.update(self._task, total=tally.total, completed=tally.done, rate=rate_text, stats=stats)
             return
         now = self._clock()
@@ -223,6 +236,7 @@ class ProgressDisplay:
             self._progress.start()
 
     def stop(self) -> None:
+        self.tally.then = None  # whatever ran after the inputs has ended with the run
         if self._live:
             self._refresh()
             self._progress.stop()
@@ -230,7 +244,7 @@ class ProgressDisplay:
             self._print_line()  # the last figures, whenever the previous line was
 
 
-_COLOURS = {"failed": "red", "skipped": "yellow", "retries": "yellow", "429": "magenta"}
+_COLOURS = {"failed": "red", "cancelled": "yellow", "skipped": "yellow", "retries": "yellow", "429": "magenta"}
 
 
 def _colour(parts: list[str]) -> str:

@@ -195,9 +195,9 @@ def test_an_unclosed_quote_is_named_at_the_line_it_opens(workdir: Path) -> None:
     result = invoke("run", target, "-i", rows, "-o", "out.jsonl", "--no-progress")
     assert result.exit_code == 0, result.output
     out = lines(workdir / "out.jsonl")
-    assert [line["status"] for line in out] == ["succeeded", "failed"]
-    assert out[1]["error"]["message"] == (
-        f"{rows}:3: not valid CSV: unexpected end of data; a quote opened here is never closed"
+    assert [line["status"] for line in out] == ["succeeded", "failed", "succeeded"]
+    assert out[1]["error"]["message"].startswith(
+        f"{rows}:3: not valid CSV: a quote opened on line 3 is never closed (the file ends inside it, at line 4)"
     )
 
 
@@ -412,9 +412,13 @@ def test_no_secret_reaches_the_record_or_the_output(workdir: Path, sim: Simulate
     secret_url = sim.openai_base_url.replace("http://", "http://user:hunter2@")
     result = invoke("run", pipeline(workdir, "prompt: '{text}'\n"), "-i", rows, "-o", "out.jsonl", "--run-id", "s",
                     "--base-url", secret_url, "--no-progress")  # fmt: skip
-    shown = invoke("runs", "show", "s", "--json")
-    for text in (result.output, shown.output, (workdir / "out.summary.json").read_text()):
-        assert "hunter2" not in text
+    # A URL with credentials is refused before anything is called or written, without echoing them.
+    assert result.exit_code == 2
+    assert "holds credentials" in result.output
+    assert "environment variable" in result.output
+    assert "hunter2" not in result.output
+    assert sim.stats.requests == 0
+    assert not (workdir / "out.summary.json").exists()
 
 
 def test_help_lists_the_run_flags() -> None:

@@ -3,8 +3,7 @@
 
 Each subcommand is a function on :data:`app` that parses its flags into fanfold's own
 configuration objects and hands over; no behaviour lives here that the library lacks. Exit
-codes: 0 the run finished, 1 it failed (or passed its deadline), 2 a usage error (nothing was
-called), 130 interrupted (resumable). The ``runs`` subcommands, and the running and reporting of
+codes: see :data:`EXIT_CODES`. The ``runs`` subcommands, and the running and reporting of
 a job that ``run``, ``demo`` and ``runs resume`` share, are in :mod:`fanfold._cli._runs`.
 """
 
@@ -12,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
+import typer.rich_utils
 
 from fanfold._cli import DEFAULT_STORE
 from fanfold._cli._runs import EXAMPLES, STORE_PANEL, StoreOption, execute_job, run_demo, runs_app
@@ -26,9 +28,21 @@ if TYPE_CHECKING:  # the simulator (an aiohttp server) and the batch machinery (
     # imported by the commands that use them, so that `fanfold --help` loads neither
     from fanfold._sim import SimulatedProvider
 
+EXIT_CODES = (
+    "Exit codes: 0 the run finished (some inputs may have failed: their lines say why); 1 the run failed, "
+    "passed its deadline, or every input failed; 2 a usage error (nothing was called); 130 interrupted by "
+    "Ctrl-C, 143 by SIGTERM (both resumable with `fanfold runs resume RUN_ID`)."
+)
+
+# Piped into a file or a pager, help is not cut to 80 columns (rich's default off a terminal),
+# which would truncate the option names.
+if typer.rich_utils.MAX_WIDTH is None and "COLUMNS" not in os.environ and not sys.stdout.isatty():
+    typer.rich_utils.MAX_WIDTH = 120
+
 app = typer.Typer(
     name="fanfold",
     help="fanfold: run AI agents in parallel, governed.",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -192,7 +206,7 @@ _RUN_HELP = (
 )
 
 
-@app.command(help=_RUN_HELP)
+@app.command(help=_RUN_HELP, epilog=EXIT_CODES)
 def run(
     pipeline: Annotated[str, typer.Argument(help="A YAML pipeline file, or a Python object as module:attr.")],
     input: Annotated[Path, typer.Option("--input", "-i", help="The rows: a .jsonl or .csv file.")],
@@ -208,6 +222,15 @@ def run(
         bool, typer.Option("--strict", help="Check every row first; stop, calling nothing, at a malformed one.")
     ] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Run only the first N rows.")] = None,
+    max_row_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-row-bytes",
+            min=1,
+            help="The largest row to read; a longer one fails, unread [default: the pipeline's, else 4 MiB].",
+            show_default=False,
+        ),
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", "-c", min=1, help="Calls at once.", rich_help_panel=_LIMITS_RUN)
     ] = None,
@@ -275,6 +298,7 @@ def run(
         ordered=not unordered,
         strict=strict,
         limit=limit,
+        max_row_bytes=max_row_bytes,
         store=store,
         resume=resume,
         run_id=run_id,

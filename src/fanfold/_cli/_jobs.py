@@ -34,7 +34,8 @@ from fanfold._cli._batch_files import (
     summary_path,
     write_summary,
 )
-from fanfold._cli._pipeline import Built, Overrides, Pipeline, load_pipeline
+from fanfold._cli._pipeline import Built, Overrides, Pipeline, Template, load_pipeline
+from fanfold._cli._reading import DEFAULT_MAX_ROW_BYTES
 from fanfold._errors import JournalFailed, RunFailed, UsageError
 from fanfold._events import Callback
 from fanfold._journal import describe
@@ -68,6 +69,7 @@ class Job:
     progress: bool = True
     progress_every: float = 10.0  # seconds between plain progress lines (not a terminal)
     limit: int | None = None  # run only the first rows (to try a pipeline on a big file)
+    max_row_bytes: int | None = None  # a longer row fails unread [default: the pipeline's, else 4 MiB]
     overrides: Overrides = field(default_factory=Overrides)
     command: str = "run"  # or "demo": `fanfold runs resume` starts the demo's simulator again
 
@@ -88,6 +90,7 @@ class Job:
             "ordered": self.ordered,
             "strict": self.strict,
             "limit": self.limit,
+            "max_row_bytes": self.max_row_bytes,
             "flags": flags,
             "cwd": str(Path.cwd()),
         }
@@ -114,6 +117,7 @@ class Job:
             ordered=bool(data.get("ordered", True)),
             strict=bool(data.get("strict", False)),
             limit=data.get("limit"),
+            max_row_bytes=data.get("max_row_bytes"),
             store=store,
             resume=run_id,
             progress=progress,
@@ -133,6 +137,8 @@ class Report:
     exit_code: int = 0
     message: str | None = None
     interrupted: bool = False
+    signal: int = signal.SIGINT  # which signal interrupted the run: the exit code is 128 + it
+    first_error: str | None = None  # the first failed outcome's error, for a run where every input failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +162,14 @@ def prepare(job: Job) -> Prepared:
     :class:`~fanfold.UsageError` naming what is wrong and the fix."""
     pipeline = load_pipeline(job.pipeline)
     built = pipeline.build(job.overrides)  # a missing API key is named here
-    file = InputFile.open(job.input, job.format)
+    spec_limit = None if pipeline.spec is None else pipeline.spec.max_row_bytes
+    file = InputFile.open(job.input, job.format, max_row_bytes=job.max_row_bytes or spec_limit or DEFAULT_MAX_ROW_BYTES)
     if job.output.resolve() == file.path.resolve():
         raise UsageError(f"--output {str(job.output)!r} is the input file; write the results to another file")
+    if isinstance(built.prepare, Template):
+        _check_template(built.prepare, file, pipeline.source)
     if job.strict:
-        problem = file.first_problem()
+        problem = file.first_problem(key_field=built.key_field)
         if problem is not None:
             raise MalformedRow(
                 f"{problem}; --strict stops at the first malformed row: fix it, or leave out --strict to record it "
@@ -178,6 +187,43 @@ def prepare(job: Job) -> Prepared:
     return Prepared(job, pipeline, built, file, total if job.limit is None else min(total, job.limit), spec)
 
 
+_SAMPLE = 100  # rows a prompt template's fields are checked against (JSONL; a CSV has its header)
+
+
+def _check_template(template: Template, file: InputFile, source: str) -> None:
+    """A field the prompt uses that no row has would fail every row: name it now."""
+    if file.header is not None:
+        have, where = set(file.header), f"the columns of {file.path} (its header)"
+        missing = [name for name in template.fields if name not in have]
+    else:
+        sample = [row.value for row in itertools.islice(file.rows(), _SAMPLE) if isinstance(row, Row)]
+        objects = [value for value in sample if isinstance(value, dict)]
+        if not objects:
+            return  # no row to judge by (each bad one gets its failed outcome)
+        have = {name for value in objects for name in value}
+        where = f"the fields of the first {len(sample):,} rows of {file.path}"
+        missing = [name for name in template.fields if not any(name in value for value in objects)]
+    if missing:
+        raise UsageError(
+            f"{source}: prompt: uses {{{missing[0]}}}, which no row has; {where}: {', '.join(sorted(have)) or 'none'}; "
+            "fix the prompt's field name, or the input file"
+        )
+
+
+def _check_store_folder(job: Job) -> None:
+    """An explicit ``--store`` path goes into a folder that exists (only the default store's
+    ``.fanfold`` folder is made on first use)."""
+    target = job.store
+    if target in ("memory", ":memory:") or ("://" in target and not target.startswith("sqlite://")):
+        return
+    path = Path(target.removeprefix("sqlite:///")) if target.startswith("sqlite://") else Path(target)
+    if target != DEFAULT_STORE and not path.parent.is_dir():
+        raise UsageError(
+            f"--store {target!r}: the folder {str(path.parent)!r} does not exist; create it first, or pass a store "
+            "path in an existing folder"
+        )
+
+
 async def run_job(
     job: Job,
     *,
@@ -190,6 +236,7 @@ async def run_job(
     recorded; ``on_event`` receives every event."""
     console = console or Console(stderr=True, soft_wrap=True)
     ready = prepare(job)
+    _check_store_folder(job)
     store = open_store(job.store)
     async with store:
         await _check_run_id(store, job, ready.spec)
@@ -202,6 +249,7 @@ async def run_job(
                 total=ready.total,
                 count_outcomes=False,
                 interval=job.progress_every,
+                then="reducing" if ready.built.reducer is not None else None,
             )
             if job.progress
             else None
@@ -224,14 +272,16 @@ async def run_job(
                 on_event=callbacks,
             ) as handle:
                 report.run_id = handle.run_id
-                if on_start is not None:
-                    on_start(handle.run_id)
                 with _cancel_on_signals(handle.cancel, report):
+                    if on_start is not None:  # (after the handlers: a signal from here on cancels the run)
+                        on_start(handle.run_id)
                     if display is not None:
                         display.start()
                     try:
                         async for outcome in handle.as_completed():
                             writer.add(outcome)
+                            if report.first_error is None and outcome.error is not None:
+                                report.first_error = f"line {outcome.index + 1} of the output: {outcome.error}"
                             if display is not None:
                                 display.record(outcome)
                         try:
@@ -288,6 +338,7 @@ def _cancel_on_signals(cancel: Callable[[], None], report: Report) -> Iterator[N
 
     def stop(signum: signal.Signals) -> None:
         report.interrupted = True
+        report.signal = signum
         loop.remove_signal_handler(signum)  # a second signal takes the default way out
         cancel()
 
@@ -329,12 +380,18 @@ def _finish(report: Report, ready: Prepared, writer: OutputWriter, store: Store)
     if report.exit_code:
         return
     if report.interrupted or (result is not None and result.status is RunStatus.CANCELLED):
-        report.exit_code = 130
+        report.exit_code = 128 + report.signal  # 130 for Ctrl-C, 143 for SIGTERM, as a shell reports them
         report.message = f"interrupted: resume with `fanfold runs resume {report.run_id}`"
     elif result is None or result.status is not RunStatus.SUCCEEDED:
         report.exit_code = 1
         if report.message is None and result is not None:
             report.message = f"the run ended {result.status.value}: {result.summary}"
+    elif result.summary.total and not result.summary.succeeded:
+        report.exit_code = 1
+        report.message = (
+            f"every input failed ({result.summary.total:,}); the first: {report.first_error or 'see the output'}; "
+            f"fix what it names and run again"
+        )
 
 
 def _plain(value: Any) -> Any:

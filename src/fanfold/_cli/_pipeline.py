@@ -27,11 +27,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import re
 import string
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -253,12 +255,60 @@ def _budget(spec_budget: BudgetSpec | None, o: Overrides) -> Budget | None:
     return Budget(tokens=tokens, cost=cost, requests=requests)
 
 
+def check_model(model: str, where: str) -> None:
+    """A model whose provider pydantic-ai does not know (or cannot load) would fail every row:
+    say so now, naming it and the fix."""
+    from pydantic_ai.models import parse_model_id
+    from pydantic_ai.providers import infer_provider_class
+
+    provider, _ = parse_model_id(model)
+    try:
+        if provider is None:
+            raise ValueError(model)
+        infer_provider_class(provider)
+    except ValueError:
+        raise PipelineError(
+            f"{where} {model!r}: unknown provider {model.partition(':')[0]!r}; {FIXES['model']} (for an "
+            "OpenAI-compatible server: 'openai-chat:MODEL' with --base-url)"
+        ) from None
+    except ImportError as exc:
+        raise PipelineError(f"{where} {model!r}: {exc}") from None
+
+
+def check_base_url(url: str, where: str) -> None:
+    """A base URL fanfold can call: http(s), a host, and no credentials (a key in a URL ends up
+    in logs and run records; it belongs in the provider's key variable)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (a port that is not a number raises here)
+    except ValueError as exc:
+        raise PipelineError(f"{where} {url!r}: not a valid URL ({exc}); pass e.g. http://127.0.0.1:8765/v1") from None
+    if parts.username is not None or parts.password is not None:
+        shown = urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+        raise PipelineError(
+            f"{where} {shown!r}: holds credentials; leave them out of the URL and set the API key in the provider's "
+            "environment variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PipelineError(
+            f"{where} {url!r}: pass an http:// or https:// URL with a host, e.g. http://127.0.0.1:8765/v1"
+        )
+
+
 def _build_yaml(pipeline: Pipeline, spec: PipelineSpec, o: Overrides) -> Built:
     from fanfold._llm._agent import llm
     from fanfold._llm._model_call import PROVIDER_RETRY
     from fanfold._vote import vote
 
     model = o.model or spec.model
+    check_model(model, "--model" if o.model else f"{pipeline.source}: model:")
+    if isinstance(spec.pattern, TeamSpec):
+        for i, m in enumerate(spec.pattern.members):
+            if m.model and not o.model:
+                check_model(m.model, f"{pipeline.source}: pattern.members[{i}].model:")
+    base_url = o.base_url or spec.base_url
+    if base_url is not None:
+        check_base_url(base_url, "--base-url" if o.base_url else f"{pipeline.source}: base_url:")
     retry = None
     if spec.retries is not None:
         r = spec.retries
@@ -377,6 +427,12 @@ class Template:
 
     def __init__(self, text: str) -> None:
         self.text = text
+
+    @property
+    def fields(self) -> list[str]:
+        """The row fields the template uses (``{a.b}`` and ``{a[0]}`` use ``a``)."""
+        names = [name for _, name, _, _ in string.Formatter().parse(self.text) if name]
+        return list(dict.fromkeys(re.split(r"[.\[]", name, maxsplit=1)[0] for name in names))
 
     def __call__(self, row: Any) -> str:
         if not isinstance(row, Mapping):

@@ -115,6 +115,7 @@ class PipelineSpec(_Spec):
     deadline: Annotated[float, Field(gt=0)] | None = None
     base_url: str | None = None
     price: PriceSpec | None = None
+    max_row_bytes: Annotated[int, Field(ge=1)] | None = None
     name: str | None = None
     description: str | None = None
 
@@ -158,6 +159,7 @@ FIXES = {
     "attempts": "pass how many attempts each model request gets, a whole number >= 1 (1: no retry)",
     "deadline": "pass the seconds the whole run may take, > 0",
     "timeout": "pass seconds > 0",
+    "max_row_bytes": "pass the largest row to read, in bytes >= 1 (default 4194304, 4 MiB)",
     "prompt": "write a template over each row's fields, e.g. 'Subject: {subject}\\n\\n{body}'",
     "type": "pass one of: map, vote, map-reduce, team",
     "output": "pass a mapping of field -> type (string, integer, number, boolean, list[string], [a, b, c], "
