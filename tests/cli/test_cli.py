@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
@@ -52,3 +53,12 @@ def test_simulate_serves_an_sdk_until_terminated(served: str) -> None:
         )
     assert raw.headers["x-ratelimit-limit-requests"] == "600"
     assert (raw.parse().choices[0].message.content or "").startswith("Simulated answer: ")
+
+
+@pytest.mark.parametrize("command", [["runs", "list"], ["runs", "show", "r1"], ["runs", "export", "r1"]])
+def test_reading_commands_create_no_store(command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert "no store there" in result.output
+    assert list(tmp_path.iterdir()) == []

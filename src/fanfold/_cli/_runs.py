@@ -93,7 +93,7 @@ def _print_report(report: Report, job: Job, err: Console) -> None:
     lines = summary.get("lines", 0)
     err.print(f"  {lines:,} lines in {job.output}; the summary in {summary_path(job.output)}", markup=False)
     if report.message is not None:
-        failed = report.exit_code not in (0, 130)
+        failed = report.exit_code not in (0, 130, 143)  # an interrupted run is resumable, not failed
         err.print(report.message, style="red" if failed else None, markup=False)
     if "result" in summary and job.command == "run":
         typer.echo(json.dumps(summary["result"], indent=2, ensure_ascii=False))
@@ -107,13 +107,18 @@ runs_app = typer.Typer(
 
 
 def _with_store(target: str, use: Callable[[Store], Any]) -> Any:
-    """Open the store, await ``use(store)``, close it; a usage error exits 2 with its message."""
+    """Open the store, await ``use(store)``, close it; a usage error exits 2 with its message.
+    These commands read a store: one that does not exist is an error, never created."""
 
     async def main() -> Any:
-        async with open_store(target) as store:
+        async with store:
             return await use(store)
 
     try:
+        store = open_store(target)
+        path = getattr(store, "path", None)
+        if isinstance(path, str) and not os.path.exists(path):
+            raise UsageError(f"--store {target!r}: no store there (no run has used it); pass the --store a run used")
         return asyncio.run(main())
     except UsageError as exc:
         Console(stderr=True, soft_wrap=True, highlight=False).print("[red]Error:[/] " + escape(str(exc)))
