@@ -332,7 +332,8 @@ def test_an_interrupted_run_resumes_without_running_journaled_inputs_again(
 def test_resume_of_an_unknown_run_is_a_usage_error(workdir: Path) -> None:
     result = invoke("runs", "resume", "nope")
     assert result.exit_code == 2
-    assert "no run 'nope'" in result.output
+    assert "no store there" in result.output  # nothing has run here: no store, and none is created
+    assert not (workdir / ".fanfold").exists()
 
 
 # -- patterns, limits and progress ---------------------------------------------------------------
