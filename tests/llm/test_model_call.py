@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from pydantic_ai import Agent
 from pydantic_ai.exceptions import ModelHTTPError
-from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart
+from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
@@ -20,15 +19,16 @@ from fanfold.testing import EventLog, VirtualClock
 
 
 def scripted(*script: BaseException | str) -> FunctionModel:
-    """A model that plays ``script`` in order (then repeats its last entry), counting requests."""
+    """A model that answers its n-th request with ``script[n]`` (an exception is raised), and
+    the last entry from then on; ``requests(model)`` counts them."""
     calls = {"n": 0}
 
     async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        step = script[min(calls["n"], len(script) - 1)]
         calls["n"] += 1
-        if isinstance(step, BaseException):
-            raise step
-        return ModelResponse(parts=[TextPart(step)], usage=RequestUsage(input_tokens=10, output_tokens=2))
+        answer = script[min(calls["n"], len(script)) - 1]
+        if isinstance(answer, BaseException):
+            raise answer
+        return ModelResponse(parts=[TextPart(answer)], usage=RequestUsage(input_tokens=10, output_tokens=2))
 
     model = FunctionModel(respond)
     model.calls = calls  # type: ignore[attr-defined]
@@ -39,12 +39,16 @@ def requests(model: FunctionModel) -> int:
     return model.calls["n"]  # type: ignore[attr-defined,no-any-return]
 
 
-REJECTED = ModelHTTPError(400, "m", body="bad request")  # not transient: the default never retries it
-OVERLOADED = ModelHTTPError(503, "m")  # transient: the default retries it
+def rejected() -> ModelHTTPError:
+    return ModelHTTPError(400, "m", body="bad request")  # not transient: the default never retries it
+
+
+def overloaded() -> ModelHTTPError:
+    return ModelHTTPError(503, "m")  # transient: the default retries it
 
 
 def test_the_runs_policy_applies_to_a_model_request_whose_llm_has_none() -> None:
-    model = scripted(REJECTED, "fine")
+    model = scripted(rejected(), "fine")
     run_policy = ff.RetryPolicy(retry_on=ModelHTTPError, attempts=2, initial=0.0)
     result = ff.run_sync(ff.map(ff.llm(model)), ["q"], retry=run_policy)
     assert result.output == ["fine"]
@@ -53,14 +57,14 @@ def test_the_runs_policy_applies_to_a_model_request_whose_llm_has_none() -> None
 
 
 def test_the_runs_policy_replaces_the_default_for_model_requests() -> None:
-    model = scripted(OVERLOADED, "fine")
+    model = scripted(overloaded(), "fine")
     result = ff.run_sync(ff.map(ff.llm(model)), ["q"], retry=ff.RetryPolicy(retry_on=ValueError))
     assert result.outcomes[0].status is ff.Status.FAILED
     assert requests(model) == 1
 
 
 def test_the_llms_own_policy_wins_over_the_runs() -> None:
-    model = scripted(OVERLOADED, "fine")
+    model = scripted(overloaded(), "fine")
     own = ff.llm(model, retry=ff.RetryPolicy(retry_on=ModelHTTPError, attempts=1))
     run_policy = ff.RetryPolicy(retry_on=ModelHTTPError, attempts=5, initial=0.0)
     result = ff.run_sync(ff.map(own), ["q"], retry=run_policy)
@@ -70,11 +74,11 @@ def test_the_llms_own_policy_wins_over_the_runs() -> None:
 
 
 def test_with_no_policy_anywhere_model_requests_retry_transient_errors_only(clock: VirtualClock) -> None:
-    overloaded, rejected = scripted(OVERLOADED, "fine"), scripted(REJECTED, "fine")
-    assert ff.run_sync(ff.llm(overloaded), "q").output == "fine"
-    assert requests(overloaded) == 2
-    assert ff.run_sync(ff.map(ff.llm(rejected)), ["q"]).outcomes[0].status is ff.Status.FAILED
-    assert requests(rejected) == 1
+    transient, fatal = scripted(overloaded(), "fine"), scripted(rejected(), "fine")
+    assert ff.run_sync(ff.llm(transient), "q").output == "fine"
+    assert requests(transient) == 2
+    assert ff.run_sync(ff.map(ff.llm(fatal)), ["q"]).outcomes[0].status is ff.Status.FAILED
+    assert requests(fatal) == 1
 
 
 def hanging(first_attempts: int) -> FunctionModel:
@@ -114,38 +118,58 @@ def test_the_runs_task_timeout_bounds_a_model_request_with_its_retries(clock: Vi
     assert requests(model) == 4  # attempts at 0, 3, 6 and 9 s; the fourth is cut at 10 s
 
 
-def test_a_stream_is_governed_but_never_retried() -> None:
-    """pydantic-ai streams a request when asked for events: the stream is admitted, reserved
-    and accounted for like any request, but a failed stream is not sent again (part of it may
-    have reached the caller), whatever the policy says."""
-    from fanfold._llm._agent import _CALLER
+class Streams:
+    """A composite that streams one model request through its llm's governed model, as
+    pydantic-ai does when asked for events."""
 
+    composite = True
+
+    def __init__(self, llm: ff.LLMAgent) -> None:
+        self.llm = llm
+
+    async def run(self, prompt: str, ctx: ff.Context) -> str | None:
+        from fanfold._llm._agent import _CALLER
+
+        model = self.llm._governed(ctx.run_state)  # type: ignore[attr-defined]
+        token = _CALLER.set(ctx)
+        try:
+            messages = [ModelRequest.user_text_prompt(prompt)]
+            async with model.request_stream(messages, None, ModelRequestParameters()) as stream:
+                async for _ in stream:
+                    pass
+                text: str | None = stream.get().text
+                return text
+        finally:
+            _CALLER.reset(token)
+
+
+def test_a_stream_is_governed_but_never_retried() -> None:
+    """A stream is reserved, admitted and accounted for like any request, but a failed stream
+    is not sent again (part of it may have reached the caller), whatever the policy says."""
     opened = {"n": 0}
 
     async def stream_text(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
         opened["n"] += 1
         yield "part "
-        raise ModelHTTPError(503, "m")
+        if opened["n"] == 1:
+            raise ModelHTTPError(503, "m")
+        yield "whole"
 
-    llm = ff.llm(FunctionModel(stream_function=stream_text))
-
-    async def handler(ctx: Any, stream: Any) -> None:
-        async for _ in stream:
-            pass
-
-    async def streaming(prompt: str, ctx: ff.Context) -> str:
-        model = llm._governed(ctx.run_state)  # type: ignore[attr-defined]
-        token = _CALLER.set(ctx)
-        try:
-            answer = await Agent(model).run(prompt, event_stream_handler=handler)
-        finally:
-            _CALLER.reset(token)
-        return answer.output
-
+    streams = Streams(ff.llm(FunctionModel(stream_function=stream_text)))
     log = EventLog()
-    policy = ff.RetryPolicy(retry_on=Exception, attempts=3, initial=0.0)
-    result = ff.run_sync(ff.map(streaming), ["a"], retry=policy, budget=ff.Budget(requests=10), on_event=log)
-    assert opened["n"] == 3  # the agent around it was retried (3 attempts), each stream sent once
-    assert [c.status for c in log.of_type(events.ModelCalled)] == ["503", "503", "503"]
-    assert [c.attempt for c in log.of_type(events.ModelCalled)] == [1, 1, 1]
-    assert result.summary.usage.requests == 3
+    policy = ff.RetryPolicy(retry_on=ModelHTTPError, attempts=3, initial=0.0)
+    result = ff.run_sync(
+        ff.map(streams),
+        ["a", "b"],
+        retry=policy,
+        budget=ff.Budget(requests=10),
+        limits=ff.Limits(concurrency=1),
+        on_event=log,
+    )
+    assert [o.status for o in result.outcomes] == [ff.Status.FAILED, ff.Status.SUCCEEDED]
+    assert result.outcomes[1].value == "part whole"
+    assert opened["n"] == 2  # the failed stream was not sent again
+    assert [(c.attempt, c.status) for c in log.of_type(events.ModelCalled)] == [(1, "503"), (1, "ok")]
+    assert log.of_type(events.TaskRetrying) == []
+    assert result.summary.usage.requests == 2
+    assert result.summary.leaf_calls == 2
