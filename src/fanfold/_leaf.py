@@ -1,37 +1,205 @@
-"""The leaf boundary: every leaf call is admitted, retried, timed out and counted here."""
+"""The leaf boundary: every leaf call is admitted, retried, timed out and counted here.
+
+A leaf call is a function agent on one input, one model request, a streamed model request (and
+later a remote call on a backend, or a foreign framework's agent). Each attempt of each of them
+takes the same admitted-call path::
+
+    reserve from the budget -> admission (here, or deferred to the wire) -> send, bounded by the
+    attempt timeout from admission on and cancellable by the budget -> learn from the answer or
+    the error -> account (usage, busy time, leaf calls) -> settle the budget -> release
+
+and one attempt loop wraps it: the first attempt outside tenacity, then retries by the call's
+policy (its own, else the run's, else its kind's default), all within the task timeout (its
+own, else the run's). What differs between kinds of leaf is a :class:`LeafCall` subclass that
+plugs into that path; nothing re-implements it.
+"""
 
 from __future__ import annotations
 
+import abc
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Coroutine, Mapping
+from types import TracebackType
+from typing import Any, ClassVar, Self
 
 from fanfold._context import Context
-from fanfold._errors import TaskTimeout
+from fanfold._errors import BudgetExhausted, TaskTimeout
 from fanfold._events import TaskRetrying, TaskStarted
 from fanfold._limits import Admission
 from fanfold._outcome import ErrorInfo
-from fanfold._retry import SIGNALS_ONLY, RetryPolicy, Timeouts, call_with_retries
+from fanfold._retry import SIGNALS_ONLY, RetryPolicy, Timeouts, call_with_retries, delay_hint
+from fanfold._usage import Usage
+
+_NOTHING = Usage()
 
 
-async def run_leaf(agent: Any, value: Any, ctx: Context) -> Any:
-    state = ctx.run_state
-    timeouts: Timeouts | None = getattr(agent, "timeouts", None) or state.timeouts
-    task_timeout = timeouts.task if timeouts is not None else None
-    if task_timeout is None:
-        return await _attempts(agent, value, ctx, timeouts)
-    return await within(task_timeout, _attempts(agent, value, ctx, timeouts), "task")
+class LeafCall(Admission, abc.ABC):
+    """One leaf call of some kind on its way through the boundary.
+
+    It is its own :class:`Admission` (what it asks the limiter for: its ``resources`` and
+    ``cost``), one object for all its attempts: the boundary's bookkeeping costs no allocation
+    of its own, which every call of every run would pay. ``retry`` and ``timeouts`` are the
+    call's own, if it has them.
+
+    A kind of leaf subclasses it: :meth:`begin` starts an attempt and says what it reserves
+    from the run's budget, :meth:`send` makes it; :meth:`answered` and :meth:`failed` learn
+    from how it ended (and set ``spent``, which is charged to the task and settles the budget).
+    The boundary sets ``attempt`` before each attempt and ``began`` (the clock) at admission.
+    A kind that ``defers_admission`` calls :meth:`admit` itself as the call goes out (a model
+    request on a client fanfold built is admitted by the client's request hook, after
+    pydantic-ai and the SDK have done their work); its attempt timeout starts there.
+
+    Use it with :func:`call_leaf` (retried), or as ``async with`` around a block (once, not retried
+    and not timed out: a stream, whose answer the caller reads inside the block; the block
+    calls :meth:`answered` itself).
+    """
+
+    __slots__ = (
+        "attempt",
+        "began",
+        "ctx",
+        "defers_admission",
+        "limit",
+        "reserved",
+        "retry",
+        "scope",
+        "spent",
+        "timeouts",
+    )
+
+    default_retry: ClassVar[RetryPolicy] = SIGNALS_ONLY  # when neither the call nor the run has one
+    what: ClassVar[str] = "attempt"  # how a timed-out attempt is named
+
+    # Set as each attempt begins.
+    attempt: int
+    began: float | None
+    spent: Usage | None
+    reserved: tuple[float, float] | None
+    limit: float | None  # with ``scope``: the attempt timeout
+
+    def __init__(self, ctx: Context, resources: tuple[str, ...], cost: Mapping[str, float] | None = None) -> None:
+        self.resources = resources
+        self.cost = cost
+        self.usage = None
+        self.ctx = ctx
+        self.retry: RetryPolicy | None = None
+        self.timeouts: Timeouts | None = None
+        self.defers_admission = False
+        self.scope: asyncio.Timeout | None = None  # the attempt's timeout, while it runs
+
+    # An admission is one call's, not a value: compare and hash by identity.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    # -- what a kind of leaf plugs in --------------------------------------------------------
+
+    @abc.abstractmethod
+    def begin(self) -> tuple[float, float] | None:
+        """An attempt begins (``self.attempt`` is its number): return the tokens and dollars
+        it reserves from the run's budget, or None if it spends none."""
+
+    @abc.abstractmethod
+    def send(self) -> Awaitable[Any]:
+        """Make the attempt, admitted (or admitting itself, for a kind that defers admission)."""
+
+    def answered(self, result: Any) -> None:
+        """The attempt succeeded, and is about to be released: learn from its answer, set
+        ``spent``, report it."""
+
+    def failed(self, exc: BaseException) -> None:
+        """The attempt raised ``exc`` (admitted or not, as ``began`` says), and is about to be
+        released: learn from it (a 429 pauses a resource), set ``spent``, report it."""
+
+    def delay(self, exc: BaseException | None) -> float | None:
+        """The wait before the next attempt that ``exc`` asks for (None: the policy's backoff)."""
+        return delay_hint(exc)
+
+    # -- the admitted-call path --------------------------------------------------------------
+
+    async def admit(self) -> None:
+        """Wait for admission; the attempt's time starts now."""
+        state = self.ctx.run_state
+        limiter = state.limiter
+        if not limiter.try_acquire(self):
+            await limiter.acquire(self)
+        began = self.began = state.clock()
+        scope = self.scope
+        if scope is not None and self.limit is not None:  # admitted on the wire, inside the attempt's scope
+            scope.reschedule(began + self.limit)
+
+    def _begin(self) -> bool:
+        """Begin an attempt; True if it is open already: nothing to reserve from the budget, and
+        room in the limiter (most calls). Else :meth:`_open` opens it."""
+        self.began = self.spent = self.usage = None
+        reserved = self.reserved = self.begin()
+        if reserved is not None or self.defers_admission:
+            return False
+        state = self.ctx.run_state
+        if not state.limiter.try_acquire(self):
+            return False
+        self.began = state.clock()
+        return True
+
+    async def _open(self) -> None:
+        """Reserve from the budget, and take admission unless the kind takes it on the wire."""
+        reserved = self.reserved
+        if reserved is not None:
+            await self.ctx.run_state.ledger.reserve(*reserved)
+        if not self.defers_admission:
+            try:
+                await self.admit()
+            except BaseException as exc:  # cancelled while waiting: give the reservation back
+                self._close(exc)
+                raise
+
+    def _close(self, error: BaseException | None) -> None:
+        """The attempt ended (raising ``error``, or not): account for it, settle, release."""
+        if error is not None:
+            self.failed(error)
+        ctx = self.ctx
+        state = ctx.run_state
+        spent = self.spent
+        if spent is not None:
+            ctx.charge(spent)
+        reserved = self.reserved
+        if reserved is not None:
+            state.ledger.settle(*reserved, spent or _NOTHING)
+        began = self.began
+        if began is not None:  # it was admitted: give the admission back, and count the call
+            state.limiter.release(self)
+            state.busy += state.clock() - began
+            state.leaf_calls += 1
+
+    async def __aenter__(self) -> Self:
+        self.attempt = 1
+        if not self._begin():
+            await self._open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close(exc)
 
 
-async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | None) -> Any:
-    state = ctx.run_state
-    resources: tuple[str, ...] = getattr(agent, "resources", ())
-    attempt_timeout = timeouts.attempt if timeouts is not None else None
+def call_leaf(leaf: LeafCall) -> Coroutine[Any, Any, Any]:
+    """Make a leaf call: its attempts, retried by its policy, within its task timeout."""
+    timeouts = leaf.timeouts or leaf.ctx.run_state.timeouts
+    # A plain function, not a coroutine: one frame fewer for every leaf call of every run.
+    if timeouts is None:
+        return _attempts(leaf, None)
+    if timeouts.task is None:
+        return _attempts(leaf, timeouts.attempt)
+    return within(timeouts.task, _attempts(leaf, timeouts.attempt), "task")
+
+
+async def _attempts(leaf: LeafCall, limit: float | None) -> Any:
     # The first attempt runs outside tenacity: most calls succeed, and they should cost nothing extra.
     try:
-        return await _attempt(agent, value, ctx, resources, attempt_timeout, 1)
+        return await _attempt(leaf, 1, limit)
     except Exception as first:
-        policy: RetryPolicy = getattr(agent, "retry", None) or state.retry or SIGNALS_ONLY
+        state = leaf.ctx.run_state
+        policy = leaf.retry or state.retry or leaf.default_retry
         if policy.attempts == 1 or not policy.should_retry(first):
             raise
         failed_first = first
@@ -39,39 +207,57 @@ async def _attempts(agent: Any, value: Any, ctx: Context, timeouts: Timeouts | N
     async def replay(n: int) -> Any:
         if n == 1:
             raise failed_first
-        return await _attempt(agent, value, ctx, resources, attempt_timeout, n)
+        return await _attempt(leaf, n, limit)
 
     def on_retry(n: int, delay: float, exc: BaseException) -> None:
         state.retries += 1
         if state.bus.active:
-            state.bus.emit(TaskRetrying(state.run_id, ctx.path, state.now(), n + 1, delay, ErrorInfo.of(exc)))
+            state.bus.emit(TaskRetrying(state.run_id, leaf.ctx.path, state.now(), n + 1, delay, ErrorInfo.of(exc)))
 
-    return await call_with_retries(replay, policy, on_retry)
+    return await call_with_retries(replay, policy, on_retry, hint=leaf.delay)
 
 
-async def _attempt(
-    agent: Any, value: Any, ctx: Context, resources: tuple[str, ...], attempt_timeout: float | None, n: int
-) -> Any:
-    """One attempt: admitted by the limiter, holding its admission only while the agent runs."""
-    state = ctx.run_state
-    ctx.attempt = n
-    limiter = state.limiter
-    admission = Admission(resources)
-    if not limiter.try_acquire(admission):
-        await limiter.acquire(admission)
-    began = state.clock()
-    if n == 1:
-        ctx.start = began - state.started
-        if state.bus.active:
-            state.bus.emit(TaskStarted(state.run_id, ctx.path, ctx.start, ctx.index))
+async def _attempt(leaf: LeafCall, n: int, limit: float | None) -> Any:
+    """One attempt through the admitted-call path."""
+    leaf.attempt = n
+    if not leaf._begin():
+        await leaf._open()
     try:
-        if attempt_timeout is None:
-            return await agent.run(value, ctx)
-        return await within(attempt_timeout, agent.run(value, ctx), f"attempt {n}")
+        budget = leaf.ctx.run_state.ledger.budget
+        cancellable = leaf.reserved is not None and budget is not None and budget.in_flight == "cancel"
+        if limit is None and not cancellable:
+            result = await leaf.send()
+        else:
+            result = await _bounded(leaf, limit, cancellable)
+        leaf.answered(result)
+    except BaseException as exc:
+        leaf._close(exc)
+        raise
+    leaf._close(None)
+    return result
+
+
+async def _bounded(leaf: LeafCall, limit: float | None, cancellable: bool) -> Any:
+    """Send, bounded by the attempt timeout from admission on, and cancellable by the budget."""
+    ledger = leaf.ctx.run_state.ledger
+    # Not admitted yet (it will be on the wire): no bound until then; admit() sets it.
+    scope = asyncio.timeout(limit if leaf.began is not None else None)
+    try:
+        async with scope:
+            leaf.scope, leaf.limit = scope, limit
+            if cancellable:
+                ledger.track(scope)
+            return await leaf.send()
+    except TimeoutError:
+        if not scope.expired():
+            raise  # the call's own TimeoutError stays what it is
+        if cancellable and ledger.exhausted is not None:
+            raise BudgetExhausted(f"the run's budget is exhausted ({ledger.exhausted}); cancelled in flight") from None
+        raise TaskTimeout(f"{leaf.what} {leaf.attempt} timed out after {limit:g}s") from None
     finally:
-        limiter.release(admission)
-        state.busy += state.clock() - began
-        state.leaf_calls += 1
+        leaf.scope = None
+        if cancellable:
+            ledger.untrack(scope)
 
 
 async def within(seconds: float, coro: Coroutine[Any, Any, Any], what: str) -> Any:
@@ -85,3 +271,40 @@ async def within(seconds: float, coro: Coroutine[Any, Any, Any], what: str) -> A
         if scope.expired():
             raise TaskTimeout(f"{what} timed out after {seconds:g}s") from None
         raise
+
+
+# -- the kind of leaf an agent object is ----------------------------------------------------
+
+
+class AgentCall(LeafCall):
+    """A leaf agent (a function agent, or any agent object that is not a composite) called on
+    one input. It may name ``resources``, and have a ``retry`` and ``timeouts`` of its own.
+    The task it runs as starts when its first attempt is admitted."""
+
+    __slots__ = ("agent", "value")
+
+    def __init__(self, agent: Any, value: Any, ctx: Context) -> None:
+        super().__init__(ctx, getattr(agent, "resources", ()))
+        self.retry = getattr(agent, "retry", None)
+        self.timeouts = getattr(agent, "timeouts", None)
+        self.agent = agent
+        self.value = value
+
+    def begin(self) -> None:
+        self.ctx.attempt = self.attempt
+
+    def send(self) -> Awaitable[Any]:
+        ctx = self.ctx
+        if self.attempt == 1:
+            state = ctx.run_state
+            assert self.began is not None
+            ctx.start = self.began - state.started
+            if state.bus.active:
+                state.bus.emit(TaskStarted(state.run_id, ctx.path, ctx.start, ctx.index))
+        run: Awaitable[Any] = self.agent.run(self.value, ctx)
+        return run
+
+
+def run_leaf(agent: Any, value: Any, ctx: Context) -> Coroutine[Any, Any, Any]:
+    """Call a leaf agent on ``value`` through the boundary."""
+    return call_leaf(AgentCall(agent, value, ctx))

@@ -11,7 +11,6 @@ pydantic-ai's own ``infer_model``; their errors still carry their headers.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import hashlib
@@ -27,19 +26,18 @@ from fanfold._redact import register, register_url
 
 
 class Wire:
-    """One model request's passage through the HTTP client fanfold built: admission is taken
-    by the request hook, just before the request goes on the wire (after pydantic-ai and the
-    SDK have done their work, which at the start of a large fan-out waits behind every other
-    task's), and the responses' headers are kept for the governor."""
+    """One model request's passage through the HTTP client fanfold built: admission (``admit``,
+    for a request that defers it) is taken by the request hook, just before the request goes
+    on the wire (after pydantic-ai and the SDK have done their work, which at the start of a
+    large fan-out waits behind every other task's), and the responses' headers are kept for
+    the governor."""
 
-    __slots__ = ("admit", "admitted", "headers", "limit", "scope")
+    __slots__ = ("admit", "admitted", "headers")
 
     def __init__(self, admit: Callable[[], Awaitable[None]] | None) -> None:
         self.admit = admit
         self.admitted = False
         self.headers: list[Mapping[str, str]] = []
-        self.scope: asyncio.Timeout | None = None  # the attempt's timeout, started at admission
-        self.limit: float | None = None
 
 
 # The model request running in this task, if it goes through a client fanfold built.
