@@ -283,8 +283,9 @@ def llm(
     tokens). ``estimate`` counts a request's input tokens before it is sent (a token per four
     characters by default); its output is reserved at ``max_tokens`` when the model settings
     give one, else at the larger of ``output_tokens`` and what the model's answers have used.
-    ``retry`` replaces the policy for model requests (by default: 8 attempts of transient
-    errors, backoff from half a second, at most 10 minutes in all).
+    ``retry`` is the policy for this agent's model requests; without it they follow the run's
+    ``retry``, else the default for model requests (8 attempts of transient errors, backoff from
+    half a second, at most 10 minutes in all).
 
     >>> from pydantic_ai.models.test import TestModel
     >>> ff.run_sync(ff.map(ff.llm(TestModel(custom_output_text="ok"))), ["a", "b"]).output
