@@ -27,6 +27,7 @@ from fanfold._errors import (
     VoteFailed,
 )
 from fanfold._governor import RateLimit
+from fanfold._guard import Blocked, guard
 from fanfold._limits import Admission, Limiter, Limits
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
@@ -74,6 +75,7 @@ __all__ = [
     "Admission",
     "Agent",
     "AtLeast",
+    "Blocked",
     "Brief",
     "Budget",
     "BudgetExhausted",
@@ -137,6 +139,7 @@ __all__ = [
     "as_completed",
     "as_completed_sync",
     "events",
+    "guard",
     "llm",
     "map",
     "map_reduce",

@@ -143,6 +143,7 @@ def test_with_input_is_refused_where_the_agents_get_the_input_already() -> None:
         lambda: ff.parallel(fed),
         lambda: ff.race(fed),
         lambda: ff.vote(fed),
+        lambda: ff.guard(fed, bool),
         lambda: ff.map_reduce(map=fed, reduce=sum),
     ):
         with pytest.raises(ff.UsageError, match=r"got ff.with_input\(<lambda>\); its agents get the input already"):
