@@ -382,6 +382,8 @@ def race(*agents: Any, stagger: float = 0.0, timeout: float | None = None) -> Ra
     at all if an earlier one has already won::
 
         ff.race(model, model, stagger=2.0)   # a second try only if the first is slow
+
+    Racers see the input already, so there is nothing for :func:`with_input` to pass along.
     """
     if not agents:
         raise UsageError("race() got no agents; pass at least two: ff.race(fast, slow)")
