@@ -27,10 +27,11 @@ from fanfold._errors import (
     VoteFailed,
 )
 from fanfold._governor import RateLimit
+from fanfold._guard import Blocked, guard
 from fanfold._limits import Admission, Limiter, Limits
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
-from fanfold._patterns import Pattern, map, parallel, race, sequence  # noqa: A004 - ff.map is the pattern
+from fanfold._patterns import Given, Pattern, map, parallel, race, sequence, with_input  # noqa: A004 - ff.map is the pattern
 from fanfold._policy import Collect, FailFast, FailurePolicy, MaxFailureRate, MaxFailures, Quorum, Tally, Verdict
 from fanfold._records import Entry as JournalEntry
 from fanfold._records import RunRecord, Store
@@ -38,7 +39,7 @@ from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, start
 from fanfold._sync import as_completed_sync, run_sync
 from fanfold._usage import Budget, Price, Usage
-from fanfold._vote import vote
+from fanfold._vote import AtLeast, Majority, VoteRule, vote
 
 if TYPE_CHECKING:  # the wings, loaded on first use (see _LAZY); type checkers see them as imported
     from fanfold._llm._agent import LLMAgent, llm
@@ -73,6 +74,8 @@ _LAZY = {
 __all__ = [
     "Admission",
     "Agent",
+    "AtLeast",
+    "Blocked",
     "Brief",
     "Budget",
     "BudgetExhausted",
@@ -85,11 +88,13 @@ __all__ = [
     "FanfoldError",
     "FanoutFailed",
     "FunctionAgent",
+    "Given",
     "JournalEntry",
     "JournalFailed",
     "LLMAgent",
     "Limiter",
     "Limits",
+    "Majority",
     "MaxFailureRate",
     "MaxFailures",
     "MemoryStore",
@@ -128,11 +133,13 @@ __all__ = [
     "UsageError",
     "Verdict",
     "VoteFailed",
+    "VoteRule",
     "__version__",
     "agent",
     "as_completed",
     "as_completed_sync",
     "events",
+    "guard",
     "llm",
     "map",
     "map_reduce",
@@ -145,6 +152,7 @@ __all__ = [
     "start",
     "team",
     "vote",
+    "with_input",
 ]
 
 _exports.adopt(globals(), __name__, [name for name in __all__ if name not in _LAZY])

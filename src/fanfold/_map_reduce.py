@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fanfold._agent import Agent, as_agent
+from fanfold._agent import Agent
 from fanfold._context import Context
 from fanfold._errors import UsageError
 from fanfold._fanout import Fanout
-from fanfold._patterns import Map, Pattern, check_policy, check_window
+from fanfold._patterns import Map, Pattern, Step, as_step, as_worker, check_policy, check_window, fed
 from fanfold._policy import Collect, FailFast, FailurePolicy
 from fanfold._task import run_step
 
@@ -18,7 +18,7 @@ from fanfold._task import run_step
 class MapReduce(Pattern):
     split: Agent | None
     mapper: Agent
-    reducer: Agent
+    reducer: Step
     fan_in: int
     policy: FailurePolicy = field(default_factory=Collect)
     window: int | None = None
@@ -36,7 +36,7 @@ class MapReduce(Pattern):
             fanout = Fanout(
                 ctx,
                 "reduce",
-                ((self.reducer, g) for g in groups),
+                (fed(self.reducer, input, g) for g in groups),
                 policy=FailFast(),
                 total=len(groups),
                 window=self.window,
@@ -45,7 +45,8 @@ class MapReduce(Pattern):
             )
             mapped = [o.value for o in await fanout.run()]
             level += 1
-        return await run_step(self.reducer, mapped, ctx.child("reduce", 0, "final"))
+        reducer, given = fed(self.reducer, input, mapped)
+        return await run_step(reducer, given, ctx.child("reduce", 0, "final"))
 
 
 def map_reduce(
@@ -62,8 +63,9 @@ def map_reduce(
     ``split`` (a function or an agent; default: the input is already the parts) returns the
     parts. ``reduce`` receives a list of mapped results, in order; when there are more than
     ``fan_in`` of them it is applied to groups of ``fan_in`` in parallel, level after level, until
-    one reduction is left. ``policy`` governs the map step (default: collect failures, reduce
-    what succeeded).
+    one reduction is left. Wrapped in :func:`with_input`, ``reduce`` receives the map-reduce's
+    input (before the split) too, on every level. ``policy`` governs the map step (default:
+    collect failures, reduce what succeeded).
 
     >>> ff.run_sync(ff.map_reduce(split=str.split, map=len, reduce=sum), "to be or not").output
     9
@@ -74,9 +76,9 @@ def map_reduce(
     check_policy("map_reduce", policy)
     check_window("map_reduce", window)
     return MapReduce(
-        None if split is None else as_agent(split, "map_reduce(split=...)"),
-        as_agent(map, "map_reduce(map=...)"),
-        as_agent(reduce, "map_reduce(reduce=...)"),
+        None if split is None else as_worker(split, "map_reduce(split=...)"),
+        as_worker(map, "map_reduce(map=...)"),
+        as_step(reduce, "map_reduce(reduce=...)"),
         fan_in,
         policy,
         window,

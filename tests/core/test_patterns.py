@@ -75,9 +75,29 @@ def test_parallel_returns_results_by_agent_name() -> None:
     assert [o.path for o in result.outcomes] == ["parallel[skeptic]", "parallel[optimist]", "parallel[realist]"]
 
 
-def test_parallel_refuses_duplicate_names() -> None:
-    with pytest.raises(ff.UsageError, match="two agents named 'square'"):
-        ff.parallel(square, square)
+def test_parallel_runs_the_same_agent_twice_under_numbered_names() -> None:
+    calls: list[int] = []
+
+    async def spanish(x: int) -> int:
+        calls.append(x)
+        return x + len(calls)
+
+    result = ff.run_sync(ff.parallel(spanish, spanish, spanish), 1)
+    assert sorted(result.output) == ["spanish", "spanish#2", "spanish#3"]
+    assert sorted(result.output.values()) == [2, 3, 4]  # three calls, not one
+    assert [o.path for o in result.outcomes] == ["parallel[spanish]", "parallel[spanish#2]", "parallel[spanish#3]"]
+
+
+def test_parallel_numbering_skips_a_name_already_taken() -> None:
+    spec = ff.parallel(square, square, ff.agent(square, name="square#2"))
+    assert sorted(ff.run_sync(spec, 3).output) == ["square", "square#2", "square#3"]
+
+
+def test_parallel_names_the_positional_agents() -> None:
+    spec = ff.parallel(square, square, names=["first", "second"], third=square)
+    assert ff.run_sync(spec, 3).output == {"first": 9, "second": 9, "third": 9}
+    with pytest.raises(ff.UsageError, match=r"names the 2 agent\(s\) passed by position: pass a list of 2"):
+        ff.parallel(square, square, names=["only"])
 
 
 def test_sequence_pipes_results_and_stops_at_a_failure() -> None:
