@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.observe.conftest import keep_image, needs_browser, open_browser
@@ -31,8 +33,10 @@ def test_lanes_never_overlap_and_are_as_few_as_the_most_at_once(times: list[tupl
         by_lane.setdefault(lane, []).append(span)
     for group in by_lane.values():
         group.sort(key=lambda s: (s.start, s.end))
-        for a, b in zip(group, group[1:], strict=False):
-            assert a.end is not None and b.start is not None and a.end <= b.start
+        for a, b in itertools.pairwise(group):
+            assert a.end is not None
+            assert b.start is not None
+            assert a.end <= b.start
     # greedy interval colouring is optimal: the lanes equal the most spans open at one instant
     points = sorted([(s.start, 1) for s in spans] + [(s.end, -1) for s in spans], key=lambda p: (p[0], p[1]))
     most = running = 0
@@ -159,12 +163,8 @@ def test_timeline_of_a_run_the_store_lacks_names_it(tmp_path: Path) -> None:
         async with open_store(str(tmp_path / "runs.db")) as store:
             await timeline(store, "nope", tmp_path / "run.html")
 
-    try:
+    with pytest.raises(ff.UsageError, match=r"'nope'.*fanfold runs list"):
         asyncio.run(main())
-    except ff.UsageError as exc:
-        assert "'nope'" in str(exc) and "fanfold runs list" in str(exc)
-    else:
-        raise AssertionError("no error")
 
 
 def test_cli_writes_the_timeline(tmp_path: Path) -> None:
