@@ -82,9 +82,9 @@ class Dashboard:
     async def start(self) -> None:
         if isinstance(self.feed, BusFeed):
             self._tasks.append(asyncio.get_running_loop().create_task(self.feed.consume()))
-        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+        runner = web.AppRunner(self.app(), handle_signals=False, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, self.host, self.port)
         try:
             await site.start()
         except OSError as exc:
