@@ -34,7 +34,7 @@ from fanfold._events import (
 )
 from fanfold._journal import request_cancel
 from fanfold._lease import seen, total_usage
-from fanfold._observe._spans import Span, SpanReader
+from fanfold._observe._spans import SpanReader
 from fanfold._records import RunRecord, Store
 from fanfold._redact import redact
 from fanfold._usage import Usage
@@ -140,7 +140,7 @@ class BusFeed:
     def take(self, event: Event) -> None:
         if isinstance(event, TaskFinished):
             self.inflight.pop(event.path, None)
-            self.spans.append(_outcome_span(event).as_row())
+            self.spans.append(_outcome_row(event))
         elif isinstance(event, TaskStarted):
             self.inflight[event.path] = event.at
         elif isinstance(event, ModelCalled):
@@ -181,7 +181,8 @@ class BusFeed:
             if self.status != "running":
                 return
             await self._changed.wait()
-            await asyncio.sleep(POLL / 2)  # gather a few events into one message
+            if self.status == "running":
+                await asyncio.sleep(POLL / 2)  # gather a few events into one message
 
     async def cancel(self, run_id: str) -> None:
         self._check(run_id)
@@ -192,9 +193,12 @@ class BusFeed:
             raise UsageError(f"this dashboard shows run {self.run_id!r}, not {run_id!r}")
 
 
-def _outcome_span(event: TaskFinished) -> Span:
+def _outcome_row(event: TaskFinished) -> list[Any]:
+    """The outcome as a span's row (the hot path of a busy run: no Span object on the way)."""
     o = event.outcome
-    usage = o.usage or Usage()
-    error = None if o.error is None else redact(str(o.error))
-    return Span(o.path, o.path if o.key is None else repr(o.key), o.status.value, o.start, o.end, o.attempts,
-                1, usage.tokens, usage.cost, usage.throttled, error or o.reason)  # fmt: skip
+    usage = o.usage
+    error = o.reason if o.error is None else redact(str(o.error))
+    return [o.path, o.path if o.key is None else repr(o.key), o.status.value,
+            None if o.start is None else round(o.start, 4), None if o.end is None else round(o.end, 4), o.attempts, 1,
+            0 if usage is None else usage.tokens, 0.0 if usage is None else round(usage.cost, 6),
+            0 if usage is None else usage.throttled, error]  # fmt: skip
