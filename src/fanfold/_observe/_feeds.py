@@ -104,7 +104,8 @@ class StoreFeed:
                 else:
                     fresh.append(entry)
             spans = reader.read(fresh)
-            yield {"run": _run_info(record, time.time()), "spans": [s.as_row() for s in spans], "inflight": []}
+            # A journal holds finished tasks only: what is in flight is known to the run's own process.
+            yield {"run": _run_info(record, time.time()), "spans": [s.as_row() for s in spans], "inflight": None}
             if record.status in FINAL:
                 return
             await asyncio.sleep(self.poll)  # a poll is how a store is watched: no store pushes changes

@@ -93,7 +93,12 @@ function show(m) {
   $("retries").textContent = run.retries ?? spans.reduce((n, s) => n + Math.max(0, s.attempts - 1), 0);
   $("failed").textContent = failed;
   const inflight = $("inflight"); inflight.replaceChildren();
-  for (const [path, secs] of m.inflight) {
+  if (m.inflight === null) {
+    const li = document.createElement("li");
+    li.textContent = "(a store keeps finished tasks only; serve_dashboard(run) in the run's process shows these)";
+    inflight.append(li);
+  }
+  for (const [path, secs] of m.inflight || []) {
     const li = document.createElement("li"); li.textContent = path + ": " + secs.toFixed(1) + "s"; inflight.append(li);
   }
   $("cancel").disabled = run.status !== "running";
