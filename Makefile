@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench images clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanfold needs Python >= 3.11; set PYTHON=python3.11")'
@@ -25,6 +25,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples conftest.py
 	$(BIN)/ruff format --check src tests benchmarks examples conftest.py
 	$(BIN)/mypy
+
+images: $(STAMP)  # the README's dashboard and timeline screenshots (needs /usr/bin/chromium)
+	FANFOLD_WRITE_IMAGES=1 $(BIN)/python -m pytest -q tests/observe -k "ten_tasks or another_process"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

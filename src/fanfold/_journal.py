@@ -26,7 +26,7 @@ import pickle
 import sys
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, fields, is_dataclass, replace
 from typing import Any
 
 from fanfold._agent import agent_name, is_composite
@@ -76,6 +76,9 @@ class Journal:
         self._failure: BaseException | None = None
         self._writer: asyncio.Task[None] | None = None
         self.written = 0
+        # Called once when a cancel request is seen in the run's record (`fanfold dashboard` writes one).
+        self.on_cancel: Callable[[], None] | None = None
+        self._cancel_seen = False
 
     @property
     def failure(self) -> JournalFailed | None:
@@ -93,6 +96,7 @@ class Journal:
 
     async def aclose(self) -> None:
         """Write what is pending and stop the writer."""
+        self.on_cancel = None  # the run's body is over: nothing left to cancel
         self._closing = True
         self._wake.set()
         writer = self._writer
@@ -174,21 +178,27 @@ class Journal:
 
     async def _write_batches(self) -> None:
         beat = self.lease.ttl / 3  # a lease outlives two missed heartbeats
+        last = time.monotonic()
         while True:
             try:
-                async with asyncio.timeout(beat):
+                async with asyncio.timeout(min(beat, CANCEL_POLL)):
                     await self._wake.wait()
             except TimeoutError:
-                if self._failure is None:
+                if self._failure is None and time.monotonic() - last >= beat:
                     await self._heartbeat()
+                    last = time.monotonic()
+                elif self._failure is None and self.on_cancel is not None:
+                    await self._look_for_cancel()
                 continue
+            last = time.monotonic()
             self._wake.clear()
             while self._batch:
                 batch, flushed = self._batch, self._flushed
                 self._batch, self._flushed = [], None
                 assert flushed is not None
                 try:
-                    await self.store.write(self.run_id, batch, self._renewal())
+                    await self.store.write(self.run_id, batch, self._renewal(len(batch)))
+                    self._cancel_if_asked()
                 except Exception as exc:
                     self._failure = exc
                     flushed.set_exception(JournalFailed(self._failure_message()))
@@ -199,15 +209,40 @@ class Journal:
             if self._closing:
                 return
 
-    def _renewal(self) -> Callable[[RunRecord], RunRecord]:
-        token, usage = self.lease.token, asdict(self._spent())
-        return lambda record: renew(record, token, time.time(), usage)
+    def _renewal(self, batch: int = 0) -> Callable[[RunRecord], RunRecord]:
+        token, usage, journaled = self.lease.token, asdict(self._spent()), self.written + batch
+
+        def change(record: RunRecord) -> RunRecord:
+            renewed = renew(record, token, time.time(), usage)
+            self._cancel_seen = self._cancel_seen or cancel_requested(renewed)
+            if not renewed.attempts:  # a record written without a lease
+                return renewed
+            # How many entries this attempt has journaled: the timeline places entries by it.
+            return replace(renewed, attempts=(*renewed.attempts[:-1], renewed.attempts[-1] | {"journaled": journaled}))
+
+        return change
 
     async def _heartbeat(self) -> None:
         try:
             await self.store.write(self.run_id, [], self._renewal())
+            self._cancel_if_asked()
         except Exception as exc:  # the next task to finish reports it, and the run stops
             self._failure = exc
+
+    async def _look_for_cancel(self) -> None:
+        try:
+            record = await self.store.get_run(self.run_id)
+        except Exception as exc:  # as for a heartbeat: the next task to finish reports it
+            self._failure = exc
+            return
+        self._cancel_seen = record is not None and cancel_requested(record)
+        self._cancel_if_asked()
+
+    def _cancel_if_asked(self) -> None:
+        on_cancel = self.on_cancel
+        if self._cancel_seen and on_cancel is not None:
+            self.on_cancel = None
+            on_cancel()
 
     def _failure_message(self) -> str:
         exc = self._failure
@@ -216,6 +251,23 @@ class Journal:
             f"rather than report outcomes it could not keep. What was journaled is kept: once the store "
             f"works again, resume with resume={self.run_id!r} (or `fanfold runs resume {self.run_id}`)"
         )
+
+
+CANCEL_POLL = 1.0  # seconds between looks for a cancel request while no batch is written
+
+
+def request_cancel(record: RunRecord) -> RunRecord:
+    """The record with a request to cancel its current attempt (the process running it sees the
+    request within :data:`CANCEL_POLL` seconds and cancels the run). Raises :class:`UsageError`
+    for a run that is not running."""
+    if record.status != "running" or not record.attempts or record.attempts[-1].get("ended") is not None:
+        raise UsageError(f"run {record.run_id!r} is {record.status}, not running: there is nothing to cancel")
+    return replace(record, attempts=(*record.attempts[:-1], record.attempts[-1] | {"cancel_requested": time.time()}))
+
+
+def cancel_requested(record: RunRecord) -> bool:
+    """True when someone asked to cancel the run's current attempt."""
+    return bool(record.attempts) and record.attempts[-1].get("cancel_requested") is not None
 
 
 def _duplicate(ctx: Context, key: str, label: Hashable, other: int) -> Outcome[Any]:

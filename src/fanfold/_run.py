@@ -100,6 +100,7 @@ class Run:
         self._bus = EventBus(options.callbacks)
         self._state: RunState | None = None
         self._task: asyncio.Task[Result[Any]] | None = None
+        self._running: asyncio.Task[Any] | None = None  # the task _main runs in (ff.run has no handle task)
         self._cancel_requested = False
         self._started = False
 
@@ -150,8 +151,9 @@ class Run:
         self._cancel_requested = True
         # A task cancelled before its first step never enters _main's handlers; _main checks the
         # flag when it starts instead.
-        if self._task is not None and self._started:
-            self._task.cancel()
+        task = self._task or self._running
+        if task is not None and self._started:
+            task.cancel()
 
     async def result(self) -> Result[Any]:
         """Wait for the run to end. Raises :class:`RunFailed` when the root failed."""
@@ -200,6 +202,8 @@ class Run:
                 state.root_sink.close()
                 raise
             state.journal = journal
+            self._running = asyncio.current_task()
+            journal.on_cancel = self.cancel  # a cancel request in the store (`fanfold dashboard`)
             journal.start()
             ended = False
             try:

@@ -309,7 +309,30 @@ def run(
     execute_job(job)
 
 
-app.add_typer(runs_app)  # fanfold runs list|show|resume|export
+app.add_typer(runs_app)  # fanfold runs list|show|resume|export|timeline
+
+
+@app.command(help="Serve a live dashboard of the runs in a store (progress, usage, failures, timeline; cancel), "
+             "until Ctrl-C. It sees runs of other processes through their journals.")  # fmt: skip
+def dashboard(
+    store: StoreOption = DEFAULT_STORE,
+    host: Annotated[str, typer.Option(help="The address to listen on; beyond loopback a token is required.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The port (0: any free one).")] = 8765,
+    token: Annotated[
+        str | None, typer.Option(help="The token every request must carry [default: generated off loopback].")
+    ] = None,
+) -> None:
+    from fanfold._observe._dashboard import serve_store
+
+    try:
+        asyncio.run(serve_store(store, host=host, port=port, token=token, announce=typer.echo))
+    except UsageError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        typer.echo("dashboard stopped", err=True)
 
 
 # -- fanfold demo -----------------------------------------------------------------------------

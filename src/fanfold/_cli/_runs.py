@@ -296,6 +296,21 @@ def runs_export(
         Console(stderr=True, markup=False).print(f"exported {count:,} outcomes of run {run_id} to {output}")
 
 
+@runs_app.command("timeline", help="A run's timeline: one HTML file (bars per task, on lanes), viewable offline.")
+def runs_timeline(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    store: StoreOption = DEFAULT_STORE,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("timeline.html"),
+) -> None:
+    from fanfold._observe._timeline import timeline
+
+    async def use(s: Store) -> Path:
+        return await timeline(s, run_id, output)
+
+    written: Path = _with_store(store, use)
+    Console(stderr=True, markup=False).print(f"the timeline of run {run_id}: {written}")
+
+
 @contextlib.contextmanager
 def _open_output(path: Path | None) -> Iterator[Any]:
     if path is None:
@@ -335,7 +350,24 @@ def run_demo(job: Job, *, latency: float = 0.25) -> None:
             model=helpers.SIMULATED_MODEL, base_url=sim.openai_base_url, api_key="sim", price=helpers.PRICE
         )
         simulated = dataclasses.replace(job, overrides=overrides)
-        execute_job(simulated, after=lambda report: helpers.show(report.summary, sim.stats))
+        execute_job(simulated, after=lambda report: _after_demo(helpers, report, job, sim))
+
+
+def _after_demo(helpers: ModuleType, report: Report, job: Job, sim: SimulatedProvider) -> None:
+    """Show the demo's figures, then write its timeline next to its results and print where."""
+    from fanfold._observe._timeline import timeline
+
+    helpers.show(report.summary, sim.stats)
+    run_id = report.run_id
+    if run_id is None:  # the run never started: no journal to draw
+        return
+    path = Path(job.output).parent / "timeline.html"
+
+    async def use(s: Store) -> Path:
+        return await timeline(s, run_id, path)
+
+    written: Path = _with_store(job.store, use)
+    Console(markup=False, soft_wrap=True).print(f"the run's timeline: {written.resolve()}")
 
 
 def _load_example(name: str) -> ModuleType:
