@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import subprocess
 import sys
 import time
-
-import subprocess
 
 import fanfold as ff
 from _common import check, check_flat_memory, info, title
@@ -49,7 +48,8 @@ async def stream_handle(n: int) -> int:
         async for _ in run.as_completed():
             count += 1
     result = await run.result()
-    assert result.summary.total == n and not result.outcomes, result
+    assert result.summary.total == n, result
+    assert not result.outcomes, result
     return count
 
 

@@ -297,7 +297,7 @@ class Run:
             root.value if root is not None else None,
             sink.outcomes,
             summary,
-            dict(state.channels),
+            {name: cell.value for name, cell in state.channels.items()},
             error,
             root.exception if error is not None and root is not None else None,
         )

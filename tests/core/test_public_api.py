@@ -17,7 +17,7 @@ PUBLIC = [
     "Pattern", "Quorum", "RaceFailed", "Result", "Retry", "RetryPolicy", "Run", "RunError", "RunFailed",
     "RunStatus", "Signal", "Skip", "Status", "Summary", "Tally", "TaskTimeout", "Timeouts", "UsageError",
     "Verdict", "VoteFailed", "__version__", "agent", "as_completed", "as_completed_sync", "events", "map", "map_reduce",
-    "parallel", "race", "run", "run_sync", "sequence", "start", "vote",
+    "parallel", "race", "run", "run_sync", "scope", "sequence", "start", "vote",
     # LLM agents and the provider governor
     "Budget", "BudgetExhausted", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
     # Durable runs

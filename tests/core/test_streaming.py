@@ -22,7 +22,8 @@ def test_streaming_through_the_handle_keeps_no_outcomes() -> None:
     seen, result = asyncio.run(main())
     assert sorted(seen) == list(range(500))
     assert result.outcomes == []  # streamed, so not kept: memory stays flat
-    assert result.summary.total == 500 and result.summary.succeeded == 500
+    assert result.summary.total == 500
+    assert result.summary.succeeded == 500
 
 
 def test_streaming_with_keep_true_keeps_every_outcome() -> None:
@@ -67,4 +68,5 @@ def test_streaming_that_begins_late_drops_what_was_kept() -> None:
 
     streamed, result = asyncio.run(main())
     assert streamed == 35
-    assert result.outcomes == [] and result.summary.total == 40
+    assert result.outcomes == []
+    assert result.summary.total == 40
