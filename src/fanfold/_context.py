@@ -75,8 +75,8 @@ _CHANNELS: dict[str, list[weakref.ref[Channel[Any]]]] = {}
 
 def _channel_named(name: str) -> Channel[Any] | None:
     """The newest channel of that name still alive."""
-    for ref in reversed(_CHANNELS.get(name, ())):
-        channel = ref()
+    for ref in reversed(_CHANNELS.get(name, [])):
+        channel: Channel[Any] | None = ref()
         if channel is not None:
             return channel
     return None
