@@ -148,7 +148,8 @@ def scale() -> None:
         figures[n] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
         f = figures[n]
         info(
-            f"{n:>8,} runs: {f['peak_mb']:6.1f} MB peak, {f['done']:,} done ({f['status']}), overrun {f['overrun']:+.2f}s"
+            f"{n:>8,} runs: {f['peak_mb']:6.1f} MB peak, {f['done']:,} done ({f['status']}), "
+            f"overrun {f['overrun']:+.2f}s"
         )
     check("team at 200k: deadline overrun", max(figures[200_000]["overrun"], 0.0), 1.0, unit="s")
     check("team peak RSS 200k / 20k", figures[200_000]["peak_mb"] / figures[20_000]["peak_mb"], 3.0)
