@@ -10,11 +10,20 @@ limits and an event log attached. A team's time excludes its planning: it is the
 time less the span from the run's start to the first delegation being queued (the planning call,
 or the leader's first model call). Targets: team / map <= 1.1, and >= 45 delegations running at
 once, counted from the events. Each timing is the best of 3, interleaved.
+
+3. Scale: a plan that splits 20k and 200k rows (the cap raised) under a run deadline of 5 s,
+   members of 1 s at concurrency 500, each size in a fresh process. Targets: the deadline holds
+   within a second, and the 200k peak RSS is within 3x the 20k peak (the runs are pulled by a
+   window; the team's result still holds one outcome per run).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import resource
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -109,5 +118,46 @@ def main() -> None:
         print(f"{'PASS' if peak >= 45 else 'MISS'} {name} team: delegations at once: {peak} (target >= 45)", flush=True)
 
 
+SCALE_DEADLINE = 5.0
+
+
+def scale_child(n: int) -> None:
+    """Run a team over ``n`` rows under the deadline; print the overrun and the peak RSS."""
+
+    async def check(row: int) -> int:
+        await asyncio.sleep(1.0)
+        return row
+
+    team = ff.team(scripted, {"member": check}, caps=ff.TeamCaps(max_subtasks=n))
+    began = time.perf_counter()
+    result = ff.run_sync(
+        team, ff.Brief("check", list(range(n))), deadline=SCALE_DEADLINE, limits=ff.Limits(concurrency=500)
+    )
+    wall = time.perf_counter() - began
+    answer = result.output  # None when the run's deadline cut the team before it merged
+    done = -1 if answer is None else len(answer.results)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"overrun": wall - SCALE_DEADLINE, "peak_mb": peak_mb, "done": done, "status": result.status}))
+
+
+def scale() -> None:
+    title(f"team at scale: a split of 20k and 200k rows, deadline {SCALE_DEADLINE:g}s, members of 1 s")
+    figures = {}
+    for n in (20_000, 200_000):
+        command = [sys.executable, __file__, "--scale", str(n)]
+        figures[n] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+        f = figures[n]
+        info(
+            f"{n:>8,} runs: {f['peak_mb']:6.1f} MB peak, {f['done']:,} done ({f['status']}), "
+            f"overrun {f['overrun']:+.2f}s"
+        )
+    check("team at 200k: deadline overrun", max(figures[200_000]["overrun"], 0.0), 1.0, unit="s")
+    check("team peak RSS 200k / 20k", figures[200_000]["peak_mb"] / figures[20_000]["peak_mb"], 3.0)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--scale"]:
+        scale_child(int(sys.argv[2]))
+    else:
+        main()
+        scale()

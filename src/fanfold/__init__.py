@@ -37,6 +37,7 @@ from fanfold._records import Entry as JournalEntry
 from fanfold._records import RunRecord, Store
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, start
+from fanfold._scope import scope
 from fanfold._sync import as_completed_sync, run_sync
 from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import AtLeast, Majority, VoteRule, vote
@@ -148,6 +149,7 @@ __all__ = [
     "race",
     "run",
     "run_sync",
+    "scope",
     "sequence",
     "start",
     "team",

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import functools
-import threading
 import time
 import uuid
+import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -32,8 +33,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
+# The kinds of child task whose state, when they succeed, becomes their parent's: the steps of a
+# sequence, so that each step starts from the state the one before it left.
+_STATE_FLOWS = frozenset({"sequence"})
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Channel(Generic[T]):
     """Shared state with a merge rule, the one sanctioned way for branches to share data.
 
@@ -43,6 +48,13 @@ class Channel(Generic[T]):
     ...     return x
     >>> ff.run_sync(ff.map(count), [1, 2, 3]).channels
     {'seen': 6}
+
+    A publish counts once the task that made it succeeds: the publishes of an attempt that
+    fails (and is retried) or of a task that ends any other way are dropped. A channel is the
+    run's (``Result.channels``) unless a pattern around the publisher declares it with
+    ``ff.scope(spec, channels=[...])``: then the publishes merge within that subtree, and reads
+    inside it see only them. The name identifies the channel in a run's journal: a resumed run
+    replays the journaled publishes through the channel of that name.
     """
 
     name: str
@@ -52,6 +64,32 @@ class Channel(Generic[T]):
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise UsageError(f"Channel(name={self.name!r}) needs a name; pass a non-empty string")
+        alive = [ref for ref in _CHANNELS.get(self.name, ()) if ref() is not None]
+        _CHANNELS[self.name] = [*alive, weakref.ref(self)]
+
+
+# The channels alive, by name, for a resumed run to replay journaled publishes of a channel no
+# live task has used yet (the journal keeps names and values; merge rules are code).
+_CHANNELS: dict[str, list[weakref.ref[Channel[Any]]]] = {}
+
+
+def _channel_named(name: str) -> Channel[Any] | None:
+    """The newest channel of that name still alive."""
+    for ref in reversed(_CHANNELS.get(name, [])):
+        channel: Channel[Any] | None = ref()
+        if channel is not None:
+            return channel
+    return None
+
+
+class _Cell:
+    """A channel's merged value where it is declared: at a scope's task, or the run's."""
+
+    __slots__ = ("channel", "value")
+
+    def __init__(self, channel: Channel[Any]) -> None:
+        self.channel = channel
+        self.value = channel.initial
 
 
 class OutcomeSink:
@@ -129,8 +167,7 @@ class RunState:
         self.retries = 0
         self.tasks = 0
         self.leaf_calls = 0
-        self.channels: dict[str, Any] = {}
-        self.channel_lock = threading.Lock()  # sync agents publish from worker threads
+        self.channels: dict[str, _Cell] = {}  # the run-scoped channels (not declared by an ff.scope)
         self.root_sink = OutcomeSink(keep=options.keep, stream_size=2 * self.window)
         self.ledger = Ledger(options.budget)
         # Per-run services that agents set up on first use (HTTP clients, models), keyed by
@@ -177,10 +214,30 @@ class Context:
             ctx.path       # 'map[17]/vote[2]'
             ctx.attempt    # 1, 2, ... on retries
             ctx.time_left  # seconds before the run's deadline, or None
-            ctx.state      # branch-local dict: copied from the parent, never shared with siblings
+            ctx.state      # branch-local dict: a deep copy of the parent's, never shared with siblings
+
+    ``ctx.state`` is copied (``copy.deepcopy``) from the parent's on its first use in a task, so
+    its cost is the size of the state, paid once per task that touches it, and its values must
+    be deep-copyable (keep clients and locks out of it). A branch's changes never reach a sibling
+    or the parent, with one exception: a step of ``ff.sequence`` that succeeds hands its state
+    to the next step. Anything else branches share goes through a :class:`Channel`.
     """
 
-    __slots__ = ("_path", "_state", "attempt", "index", "kind", "label", "parent", "run_state", "start", "usage")
+    __slots__ = (
+        "_declared",
+        "_path",
+        "_pending",
+        "_state",
+        "attempt",
+        "index",
+        "kind",
+        "label",
+        "parent",
+        "published",
+        "run_state",
+        "start",
+        "usage",
+    )
 
     def __init__(self, state: RunState, parent: Context | None, kind: str, label: object, index: int) -> None:
         self.run_state = state
@@ -193,6 +250,11 @@ class Context:
         self._path: str | None = None
         self._state: dict[str, Any] | None = None
         self.usage: Usage | None = None  # what this task's model calls spent, its children's included
+        self._declared: dict[str, _Cell] | None = None  # channels an ff.scope declares at this task
+        self._pending: tuple[int, list[tuple[Channel[Any], Any]]] | None = None  # (attempt, publishes)
+        # What this task and its subtree committed to channels declared above it, as (name,
+        # value): journaled with its outcome so that a resumed run replays it. Kept with a store only.
+        self.published: list[tuple[str, Any]] | None = None
 
     def child(self, kind: str, index: int, label: object = None) -> Context:
         return Context(self.run_state, self, kind, index if label is None else label, index)
@@ -218,7 +280,7 @@ class Context:
     @property
     def state(self) -> dict[str, Any]:
         if self._state is None:
-            self._state = dict(self.parent.state) if self.parent is not None else {}
+            self._state = copy.deepcopy(self.parent.state) if self.parent is not None else {}
         return self._state
 
     def charge(self, usage: Usage) -> None:
@@ -229,16 +291,88 @@ class Context:
             ctx = ctx.parent
 
     def publish(self, channel: Channel[T], value: T) -> None:
-        """Merge ``value`` into the run's shared ``channel``."""
-        channels = self.run_state.channels
-        with self.run_state.channel_lock:
-            current = channels.get(channel.name, channel.initial)
-            channels[channel.name] = channel.merge(current, value)
+        """Publish ``value`` to ``channel``: it is merged in once this attempt of the task
+        succeeds (a failed or retried attempt's publishes are dropped)."""
+        if not isinstance(channel, Channel):
+            raise UsageError(f"ctx.publish({channel!r}, ...): pass an ff.Channel(name, merge=..., initial=...)")
+        pending = self._pending
+        if pending is None or pending[0] != self.attempt:  # the first publish of this attempt
+            pending = self._pending = (self.attempt, [])
+        pending[1].append((channel, value))  # one list per task: safe from a sync agent's thread
 
     def read(self, channel: Channel[T]) -> T:
-        """The channel's merged value so far."""
-        value: T = self.run_state.channels.get(channel.name, channel.initial)
+        """The channel's merged value so far, where it is declared (the nearest ``ff.scope``
+        around this task that declares it, else the run), with this attempt's own publishes."""
+        value: T = self._cell(channel.name, channel).value
+        pending = self._pending
+        if pending is not None and pending[0] == self.attempt:
+            for published, v in pending[1]:
+                if published.name == channel.name:
+                    value = channel.merge(value, v)
         return value
+
+    def declare(self, channels: Iterable[Channel[Any]]) -> None:
+        """Scope ``channels`` to this task's subtree (what ``ff.scope`` does)."""
+        self._declared = {c.name: _Cell(c) for c in channels}
+
+    def commit(self) -> None:
+        """The task succeeded: merge its attempt's publishes where their channels are declared,
+        and hand the task's state to the next step when it is a step of a sequence."""
+        pending = self._pending
+        self._pending = None
+        if pending is not None and pending[0] == self.attempt:
+            for channel, value in pending[1]:
+                self._land(channel.name, channel, value)
+        parent = self.parent
+        if self.kind in _STATE_FLOWS and self._state is not None and parent is not None:
+            parent._state = self._state
+
+    def replay(self, published: list[tuple[str, Any]]) -> None:
+        """A journaled task's publishes, restored on resume: merge them again."""
+        for name, value in published:
+            self._land(name, None, value)
+
+    def _land(self, name: str, channel: Channel[Any] | None, value: Any) -> None:
+        cell = self._cell(name, channel)
+        cell.value = cell.channel.merge(cell.value, value)
+        if self.run_state.journal is None:
+            return
+        # Journaled upwards, to the task that declares the channel (or the run's top).
+        if self.published is None:
+            self.published = []
+        self.published.append((name, value))
+
+    def hand_up(self) -> None:
+        """The task has its outcome: what it published counts for its parent's subtree too,
+        unless the parent is where those channels are declared."""
+        published, parent = self.published, self.parent
+        if not published or parent is None or parent.parent is None:
+            return
+        declared = parent._declared or {}
+        kept = [(name, value) for name, value in published if name not in declared]
+        if kept:
+            if parent.published is None:
+                parent.published = []
+            parent.published += kept
+
+    def _cell(self, name: str, channel: Channel[Any] | None) -> _Cell:
+        ctx: Context | None = self
+        while ctx is not None:
+            declared = ctx._declared
+            if declared is not None and name in declared:
+                return declared[name]
+            ctx = ctx.parent
+        cells = self.run_state.channels
+        cell = cells.get(name)
+        if cell is None:
+            known = channel if channel is not None else _channel_named(name)
+            if known is None:
+                raise UsageError(
+                    f"channel {name!r}: a resumed run replays its journaled publishes, and no ff.Channel of that "
+                    "name exists in this process; create the channel (as the original run did) before resuming"
+                )
+            cell = cells[name] = _Cell(known)
+        return cell
 
     def __repr__(self) -> str:
         return f"Context(run_id={self.run_id!r}, path={self.path!r}, attempt={self.attempt})"

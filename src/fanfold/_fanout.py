@@ -77,7 +77,7 @@ class Fanout:
         try:
             return await self._run()
         finally:
-            if self._sink is not None and self._keep:
+            if self._sink is not None and self._keeps():
                 self._sink.outcomes = self.outcomes
 
     async def _run(self) -> list[Outcome[Any]]:
@@ -102,6 +102,14 @@ class Fanout:
     @property
     def outcomes(self) -> list[Outcome[Any]]:
         return [o for o in self._outcomes if o is not None]
+
+    def _keeps(self) -> bool:
+        """Whether outcomes are kept. The run's top fan-out stops keeping them (and drops what
+        it kept) once its sink stops: someone streams them through the run's handle."""
+        if self._keep and self._sink is not None and not self._sink.keep:
+            self._keep = False
+            self._outcomes = []
+        return self._keep
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -144,7 +152,7 @@ class Fanout:
 
     async def _run_item(self, index: int, item: Item) -> None:
         agent, value = item
-        if self._keep:
+        if self._keeps():
             self._outcomes.append(None)
         labels = self.labels
         ctx = self.ctx.child(self.kind, index, labels[index] if labels is not None else None)
@@ -166,7 +174,7 @@ class Fanout:
     # -- outcomes ----------------------------------------------------------------------------
 
     def _record(self, outcome: Outcome[Any]) -> None:
-        if self._keep:
+        if self._keeps():
             self._outcomes[outcome.index] = outcome
         if self._sink is not None:
             self._sink.put(outcome)
@@ -194,7 +202,7 @@ class Fanout:
                 key = self.key(item[1]) if self.key is not None else None
             except Exception:
                 key = None  # the input is skipped either way; its key function's failure does not matter
-            if self._keep:
+            if self._keeps():
                 self._outcomes.append(None)
             self.judge.unrun(ctx, self._record, reason, key=key)
 

@@ -69,6 +69,7 @@ class Journal:
         self._restored = restored or {}
         # The fan-out keys (given by the user) this attempt has met, with the input that had each.
         self._claimed: dict[str, int] = {}
+        self._published: dict[tuple[int, str], list[tuple[str, Any]]] = {}  # restored, until replayed
         self._batch: list[Entry] = []
         self._flushed: asyncio.Future[None] | None = None
         self._wake = asyncio.Event()
@@ -127,6 +128,8 @@ class Journal:
         if entry is None or entry.input_digest != digest:
             return None  # never ran, or ran on another input: run it again
         del self._restored[key]  # each journaled task is restored once
+        if entry.published is not None:
+            self._published[ctx.index, ctx.path] = [(name, value) for name, value in json.loads(entry.published)]
         error = None if entry.error_type is None else ErrorInfo(entry.error_type, entry.error_message or "")
         return Outcome(
             ctx.index,
@@ -144,10 +147,17 @@ class Journal:
             resumed=True,
         )
 
+    def published_of(self, outcome: Outcome[Any]) -> list[tuple[str, Any]]:
+        """What the task of a restored outcome published to channels, to replay (once)."""
+        return self._published.pop((outcome.index, outcome.path), [])
+
     # -- recording ---------------------------------------------------------------------------
 
-    def record(self, outcome: Outcome[Any], key: str, digest: str | None) -> asyncio.Future[None]:
-        """Queue the outcome; the future is done once it is durable (or the write failed)."""
+    def record(
+        self, outcome: Outcome[Any], key: str, digest: str | None, published: list[tuple[str, Any]] | None = None
+    ) -> asyncio.Future[None]:
+        """Queue the outcome, with what its task published to channels; the future is done once
+        it is durable (or the write failed)."""
         if self._failure is not None:
             raise JournalFailed(self._failure_message()) from self._failure
         value_json, value_pickle = encode(outcome.value) if outcome.status is Status.SUCCEEDED else (None, None)
@@ -168,6 +178,7 @@ class Journal:
                 outcome.end,
                 None if outcome.usage is None else json.dumps(asdict(outcome.usage)),
                 digest,
+                None if not published else redact(_to_json([list(p) for p in published]).decode()),
             )
         )
         flushed = self._flushed

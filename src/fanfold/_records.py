@@ -62,6 +62,8 @@ class Entry:
     Pydantic model, a dataclass), and is then what a resumed run restores. ``usage`` is the
     task's :class:`~fanfold.Usage` as JSON text. ``input_digest`` identifies the input the task
     ran on, so that a resumed run does not reuse a result for an input that changed.
+    ``published`` is what the task and its subtree published to channels, as a JSON list of
+    ``[channel name, value]`` (``None``: nothing), for a resumed run to replay.
     """
 
     key: str
@@ -78,6 +80,7 @@ class Entry:
     end: float | None = None
     usage: str | None = None
     input_digest: str | None = None
+    published: str | None = None
 
 
 class Store(abc.ABC):

@@ -93,10 +93,11 @@ class Run:
         result = await run.result()
     """
 
-    def __init__(self, spec: Any, input: Any, options: Settings) -> None:
+    def __init__(self, spec: Any, input: Any, options: Settings, *, keep_given: bool = True) -> None:
         self._spec = as_agent(spec, "run")
         self._input = input
         self._options = options
+        self._keep_given = keep_given  # False: ``keep`` was left to default, and streaming turns it off
         self._bus = EventBus(options.callbacks)
         self._state: RunState | None = None
         self._task: asyncio.Task[Result[Any]] | None = None
@@ -143,8 +144,17 @@ class Run:
 
     def as_completed(self) -> AsyncIterator[Outcome[Any]]:
         """Outcomes of the top fan-out as they finish (completion order, each with its
-        ``index``). While the consumer lags, the run stops reading new inputs."""
-        return self._started_state().root_sink.stream()
+        ``index``). While the consumer lags, the run stops reading new inputs.
+
+        Streaming hands the outcomes to you, so the run stops keeping them: ``result()`` then
+        has the summary's counts and no ``outcomes``, and memory stays flat however many inputs
+        stream through. Pass ``keep=True`` to ``ff.start`` to have both (the result then holds
+        every outcome: about 0.35 KB each).
+        """
+        sink = self._started_state().root_sink
+        if not self._keep_given:
+            sink.keep = False
+        return sink.stream()
 
     def cancel(self) -> None:
         """Cancel every task of the run; ``result()`` then returns the partial result."""
@@ -291,7 +301,7 @@ class Run:
             root.value if root is not None else None,
             sink.outcomes,
             summary,
-            dict(state.channels),
+            {name: cell.value for name, cell in state.channels.items()},
             error,
             root.exception if error is not None and root is not None else None,
         )
@@ -322,9 +332,11 @@ def start(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Run:
     """Start a run and get its handle; use it as ``async with ff.start(spec, input) as run``.
 
     Takes the same options as :func:`run`. Leaving the block waits for the run (or cancels it,
-    if the block raised).
+    if the block raised). ``keep`` defaults to keeping every outcome for ``result()``, unless
+    the outcomes are streamed through ``run.as_completed()``: then none are kept, unless
+    ``keep=True`` is passed.
     """
-    return Run(spec, input, check_options(options))
+    return Run(spec, input, check_options(options), keep_given="keep" in options)
 
 
 start.__signature__ = signature_with_options(start)  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from fanfold._agent import is_composite
-from fanfold._context import Context, RunState
+from fanfold._context import Context
 from fanfold._errors import BudgetExhausted, FanoutFailed, Skip, TaskTimeout
 from fanfold._events import FINISHED_EVENT, TaskQueued, TaskStarted
 from fanfold._journal import digest as input_digest
@@ -42,7 +42,8 @@ async def execute(
         journal_key, digest = task_key(ctx, key), input_digest(value)
         restored = journal.restore(ctx, journal_key, digest, key)
         if restored is not None:
-            _finish(state, report, restored)
+            ctx.replay(journal.published_of(restored))
+            _finish(ctx, report, restored)
             return restored
     if bus.active:
         bus.emit(TaskQueued(state.run_id, ctx.path, state.now(), ctx.index))
@@ -56,6 +57,7 @@ async def execute(
                 bus.emit(TaskStarted(state.run_id, ctx.path, ctx.start, ctx.index))
         call = agent.run(value, ctx) if composite else run_leaf(agent, value, ctx)
         result = await (call if timeout is None else within(timeout, call, "task"))
+        ctx.commit()  # its publishes count, and a sequence step's state flows on, only on success
         outcome = Outcome(
             ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, ctx.start, state.now(), usage=ctx.usage
         )
@@ -68,7 +70,7 @@ async def execute(
         cut: Outcome[Any] = Outcome(
             ctx.index, status, None, key, ctx.path, ctx.attempt, ctx.start, end, reason=reason, usage=ctx.usage
         )
-        _finish(state, report, cut)
+        _finish(ctx, report, cut)
         raise
     except Skip as exc:
         outcome = _ended(ctx, Status.SKIPPED, exc, key, reason=exc.reason)
@@ -83,13 +85,13 @@ async def execute(
     except Exception as exc:
         outcome = _ended(ctx, Status.FAILED, exc, key)
     if journal is not None and _final(outcome):
-        durable = journal.record(outcome, journal_key, digest)
+        durable = journal.record(outcome, journal_key, digest, ctx.published)
         try:
             await asyncio.shield(durable)
         except asyncio.CancelledError:
-            _finish(state, report, outcome)  # it is written before the run ends (the journal's close)
+            _finish(ctx, report, outcome)  # it is written before the run ends (the journal's close)
             raise
-    _finish(state, report, outcome)
+    _finish(ctx, report, outcome)
     return outcome
 
 
@@ -131,8 +133,10 @@ def _budget_reason(exc: FanoutFailed) -> str | None:
     return None
 
 
-def _finish(state: RunState, report: Callable[[Outcome[Any]], None], outcome: Outcome[Any]) -> None:
+def _finish(ctx: Context, report: Callable[[Outcome[Any]], None], outcome: Outcome[Any]) -> None:
+    ctx.hand_up()  # what its subtree published is journaled with its parent's outcome too
     report(outcome)
+    state = ctx.run_state
     bus = state.bus
     if bus.active:
         bus.emit(FINISHED_EVENT[outcome.status](state.run_id, outcome.path, state.now(), outcome))

@@ -17,7 +17,7 @@ PUBLIC = [
     "Pattern", "Quorum", "RaceFailed", "Result", "Retry", "RetryPolicy", "Run", "RunError", "RunFailed",
     "RunStatus", "Signal", "Skip", "Status", "Summary", "Tally", "TaskTimeout", "Timeouts", "UsageError",
     "Verdict", "VoteFailed", "__version__", "agent", "as_completed", "as_completed_sync", "events", "map", "map_reduce",
-    "parallel", "race", "run", "run_sync", "sequence", "start", "vote",
+    "parallel", "race", "run", "run_sync", "scope", "sequence", "start", "vote",
     # Patterns: votes over several agents and their rules, guards, and the input passed along
     "AtLeast", "Blocked", "Given", "Majority", "VoteRule", "guard", "with_input",
     # LLM agents and the provider governor

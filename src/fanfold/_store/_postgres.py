@@ -87,6 +87,7 @@ CREATE TABLE fanfold_entries (
     "end" double precision,
     usage text,
     input_digest text,
+    published text,
     PRIMARY KEY (run_id, key)
 );
 CREATE INDEX fanfold_entries_order ON fanfold_entries (run_id, seq)
@@ -299,6 +300,14 @@ async def _add_lease_columns(connection: psycopg.AsyncConnection[Any]) -> None:
     if row is None or row[0] < len(LEASE_COLUMNS):
         for column in LEASE_COLUMNS:
             await connection.execute(f"ALTER TABLE fanfold_runs ADD COLUMN IF NOT EXISTS {column} text")
+    # A nullable column too (what each task published to channels), so older fanfolds still work.
+    cursor = await connection.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'fanfold_entries' "
+        "AND column_name = 'published'"
+    )
+    row = await cursor.fetchone()
+    if row is None or not row[0]:
+        await connection.execute("ALTER TABLE fanfold_entries ADD COLUMN IF NOT EXISTS published text")
 
 
 async def _migrate(connection: psycopg.AsyncConnection[Any], url: str) -> None:

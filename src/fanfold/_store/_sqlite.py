@@ -44,7 +44,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 # Bump with a migration in _migrate when the tables change; a file from a newer fanfold is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
 PAGE = 1_000  # entries read per round trip to the worker thread
 
@@ -83,6 +83,7 @@ CREATE TABLE fanfold_entries (
     "end" REAL,
     usage TEXT,
     input_digest TEXT,
+    published TEXT,
     UNIQUE (run_id, key)
 );
 CREATE INDEX fanfold_entries_order ON fanfold_entries (run_id, seq);
@@ -301,7 +302,9 @@ def _migrate(db: sqlite3.Connection, url: str) -> None:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-        elif version == 1:  # a file from before leases: its runs have no owner, so none is live
-            for column in LEASE_COLUMNS:
-                db.execute(f"ALTER TABLE fanfold_runs ADD COLUMN {column} TEXT")
+        elif version < SCHEMA_VERSION:
+            if version == 1:  # a file from before leases: its runs have no owner, so none is live
+                for column in LEASE_COLUMNS:
+                    db.execute(f"ALTER TABLE fanfold_runs ADD COLUMN {column} TEXT")
+            db.execute("ALTER TABLE fanfold_entries ADD COLUMN published TEXT")  # version 3: channels
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,6 +1,10 @@
 """Running a team's plan: every subtask run starts as soon as the subtasks it needs have finished.
 
-The runs are child tasks of the team, in one task group, each through the runtime's
+The runs are pulled by a sliding window of workers (the run's fan-out window, as for
+:class:`~fanfold._fanout.Fanout`), in an order where every subtask comes after the ones it
+needs, so a plan of two million runs holds a window of tasks, never two million. A worker whose
+run needs subtasks still running waits for them (they were pulled before it, so they are held
+by other workers or done). The runs are child tasks of the team, in one task group, each through the runtime's
 :func:`~fanfold._task.execute` (limits, retries, budgets and events apply; a member that is a
 pattern holds no slot). A run whose needs left no result is skipped with the reason; when the
 team's failure policy stops the plan, or the team is cancelled, runs still waiting are skipped
@@ -12,6 +16,7 @@ out and runs not started are not started. The tally, the verdicts and the final 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -38,16 +43,37 @@ class Schedule:
         self.done = {subtask: asyncio.Event() for subtask in self.by_subtask}
         self.outcomes: dict[str, Outcome[Any]] = {}
         self.judge = Judge(crew.name, crew.policy, total=len(works))
+        self._order = self._ordered()
+
+    def _ordered(self) -> Iterator[Work]:
+        """The works, each subtask's after those of the subtasks it needs (else in plan order)."""
+        placed: set[str] = set()
+        subtasks = list(self.by_subtask)
+        while len(placed) < len(subtasks):
+            for subtask in subtasks:
+                if subtask not in placed and all(n in placed for n in self.by_subtask[subtask][0].needs):
+                    placed.add(subtask)
+                    yield from self.by_subtask[subtask]
+                    break
 
     async def run(self) -> list[Outcome[Any]]:
         judge = self.judge
+        window = min(self.ctx.run_state.window, len(self.works)) or 1
         try:
-            await judge.run(self._one(work) for work in self.works)
+            await judge.run(self._worker() for _ in range(window))
         except asyncio.CancelledError:
             self._drain(judge.interrupted(self.ctx))
             raise
         self._drain(judge.close())
         return judge.settle([self.outcomes[work.key] for work in self.works])
+
+    async def _worker(self) -> None:
+        clock = self.ctx.run_state.clock
+        while self.judge.verdict is None and (self.cutoff is None or clock() < self.cutoff):
+            work = next(self._order, None)
+            if work is None:
+                return
+            await self._one(work)
 
     async def _one(self, work: Work) -> None:
         for need in work.needs:
@@ -93,10 +119,15 @@ class Schedule:
         self.judge.record(outcome)
 
     def _drain(self, reason: str) -> None:
-        """Skip every run that has no outcome yet (it was stopped before it started)."""
+        """End every run that has no outcome yet (it was stopped before it started): skipped,
+        or timed out when the team's deadline passed."""
+        status = Status.SKIPPED
+        if self.cutoff is not None and self.ctx.run_state.clock() >= self.cutoff and self.judge.verdict is None:
+            status, reason = Status.TIMED_OUT, "the team's deadline passed before it could start"
         for work in self.works:
             if work.key not in self.outcomes:
-                self.judge.unrun(self.ctx.child(work.subtask, work.index), partial(self._record, work), reason)
+                ctx = self.ctx.child(work.subtask, work.index)
+                self.judge.unrun(ctx, partial(self._record, work), reason, status=status)
 
 
 def reason_of(outcome: Outcome[Any]) -> str:
