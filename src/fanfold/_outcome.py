@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Hashable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from fanfold._redact import redact, scrub
@@ -112,7 +112,7 @@ class Summary:
             "retries": self.retries,
             "tasks": self.tasks,
             "leaf_calls": self.leaf_calls,
-            "usage": asdict(self.usage),
+            "usage": self.usage.as_dict(),
             "resumed": self.resumed,
         }
 

@@ -20,11 +20,22 @@ from fanfold._errors import BudgetExhausted, UsageError
 class Usage:
     """Tokens, requests and cost (in dollars) spent by model calls.
 
+    Every request that left the process is counted once in ``requests``, whatever became of
+    it: answered, refused (429, 5xx), timed out, cancelled in flight, or answered with a body
+    that could not be read. The tokens and cost of an answered request are the provider's
+    word (none for an error status); those of a request the provider never answered usably
+    (timed out, cancelled, garbled, connection lost) are not known, and are *estimated* as
+    what it reserved: its input estimate and its output allowance. ``estimated_requests``
+    counts those requests and ``estimated_tokens`` their tokens (included in
+    ``input_tokens``/``output_tokens``).
+
     ``output_retries`` counts answers sent back to the model because they failed validation;
     ``throttled`` counts calls the provider answered with a 429 (or an overload).
 
-    >>> ff.Usage(requests=1, input_tokens=120, output_tokens=30) + ff.Usage(requests=1, input_tokens=80)
-    Usage(requests=2, input_tokens=200, output_tokens=30, cost=0.0, output_retries=0, throttled=0)
+    >>> print(ff.Usage(requests=1, input_tokens=120, output_tokens=30) + ff.Usage(requests=1, input_tokens=80))
+    2 requests, 200 tokens in, 30 out
+    >>> print(ff.Usage(requests=1, input_tokens=120, output_tokens=512, estimated_requests=1, estimated_tokens=632))
+    1 requests, 120 tokens in, 512 out (1 unanswered, 632 tokens estimated)
     """
 
     requests: int = 0
@@ -33,6 +44,8 @@ class Usage:
     cost: float = 0.0
     output_retries: int = 0
     throttled: int = 0
+    estimated_requests: int = 0
+    estimated_tokens: int = 0
 
     @property
     def tokens(self) -> int:
@@ -46,6 +59,8 @@ class Usage:
             self.cost + other.cost,
             self.output_retries + other.output_retries,
             self.throttled + other.throttled,
+            self.estimated_requests + other.estimated_requests,
+            self.estimated_tokens + other.estimated_tokens,
         )
 
     def __bool__(self) -> bool:
@@ -55,7 +70,13 @@ class Usage:
         text = f"{self.requests} requests, {self.input_tokens:,} tokens in, {self.output_tokens:,} out"
         if self.cost:
             text += f", ${self.cost:.4f}"
+        if self.estimated_requests:
+            text += f" ({self.estimated_requests} unanswered, {self.estimated_tokens:,} tokens estimated)"
         return text
+
+    def as_dict(self) -> dict[str, int | float]:
+        """The usage as JSON-ready data (every field, by name)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
