@@ -10,6 +10,7 @@ is what the calls in flight spend beyond their reservations.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, fields
 from typing import Literal
 
@@ -142,11 +143,19 @@ class Ledger:
         self._scopes: set[asyncio.Timeout] = set()
         self._settled = asyncio.Event()
         self._waiting = 0
+        # The smallest request granted yet (none: infinite): while one its size fits in what is
+        # left, a larger request that does not is refused alone; once none does, the budget is spent.
+        self._least_tokens = math.inf
+        self._least_cost = math.inf
 
     async def reserve(self, tokens: float, cost: float) -> None:
         """Reserve one request's worth. A request that fits only once calls in flight have
-        settled (they may spend less than they reserved) waits for them; one that cannot fit
-        whatever they spend raises :class:`BudgetExhausted`, naming the limit."""
+        settled (they may spend less than they reserved) waits for them. One larger than what
+        is left of the budget, whatever they spend, raises :class:`BudgetExhausted` for itself
+        alone ("larger than the budget left"), and the requests after it go on; unless the
+        budget is spent, which ends the spending: no request left fits, not even one the size
+        of the smallest it has granted (then this one and every later one raises, naming the
+        limit)."""
         budget = self.budget
         if budget is None:
             return
@@ -155,12 +164,15 @@ class Ledger:
         patient = budget.in_flight == "finish"
         while True:
             if self.exhausted is None:
-                short = self._short(budget, tokens, cost, reserved=not patient)
+                beyond = self._beyond(budget, tokens, cost)
+                if beyond is not None and not beyond[1]:
+                    raise BudgetExhausted(beyond[0])  # this request alone
+                short = beyond[0] if beyond is not None else None if patient else self._short(budget, tokens, cost)
                 if short is not None:
                     self._exhaust(short)
             if self.exhausted is not None:
                 raise BudgetExhausted(f"the run's budget is exhausted ({self.exhausted})")
-            if self._short(budget, tokens, cost, reserved=True) is None:
+            if self._short(budget, tokens, cost) is None:
                 break
             self._waiting += 1
             try:
@@ -170,19 +182,37 @@ class Ledger:
         self._reserved_requests += 1
         self._reserved_tokens += tokens
         self._reserved_cost += cost
+        self._least_tokens = min(self._least_tokens, tokens)
+        self._least_cost = min(self._least_cost, cost)
 
-    def _short(self, budget: Budget, tokens: float, cost: float, *, reserved: bool) -> str | None:
-        """What the budget is short of for this request (counting reservations or not)."""
+    def _beyond(self, budget: Budget, tokens: float, cost: float) -> tuple[str, bool] | None:
+        """If this request does not fit in what is left of the budget (whatever the calls in
+        flight spend): why, and whether the budget is spent rather than this request too large."""
         spent = self.spent
-        requests = spent.requests + 1 + (self._reserved_requests if reserved else 0)
-        if budget.requests is not None and requests > budget.requests:
+        if budget.requests is not None and spent.requests + 1 > budget.requests:
+            return f"requests: {spent.requests} of {budget.requests} spent", True
+        if budget.tokens is not None:
+            left = budget.tokens - spent.tokens
+            if tokens > left:
+                if left <= 0 or left < self._least_tokens < math.inf:
+                    return f"tokens: {spent.tokens:,} of {budget.tokens:,} spent", True
+                return f"larger than the budget left: needs {tokens:,.0f} tokens, {left:,.0f} left", False
+        if budget.cost is not None:
+            dollars = budget.cost - spent.cost
+            if cost > dollars:
+                if dollars <= 0 or dollars < self._least_cost < math.inf:
+                    return f"cost: ${spent.cost:.4f} of ${budget.cost:.4f} spent", True
+                return f"larger than the budget left: needs ${cost:.4f}, ${dollars:.4f} left", False
+        return None
+
+    def _short(self, budget: Budget, tokens: float, cost: float) -> str | None:
+        """What the budget is short of for this request, counting the reservations in flight."""
+        spent = self.spent
+        if budget.requests is not None and spent.requests + 1 + self._reserved_requests > budget.requests:
             return f"requests: {spent.requests} of {budget.requests} spent"
-        if (
-            budget.tokens is not None
-            and spent.tokens + tokens + (self._reserved_tokens if reserved else 0) > budget.tokens
-        ):
+        if budget.tokens is not None and spent.tokens + tokens + self._reserved_tokens > budget.tokens:
             return f"tokens: {spent.tokens:,} of {budget.tokens:,} spent"
-        if budget.cost is not None and spent.cost + cost + (self._reserved_cost if reserved else 0) > budget.cost:
+        if budget.cost is not None and spent.cost + cost + self._reserved_cost > budget.cost:
             return f"cost: ${spent.cost:.4f} of ${budget.cost:.4f} spent"
         return None
 
