@@ -106,11 +106,15 @@ class Budget:
     """What a run may spend on model calls: ``tokens`` (input plus output), ``cost`` (dollars)
     and ``requests``. Calls reserve before they are admitted and settle after.
 
-    When a call does not fit, it is not made and its task ends ``skipped`` with the reason, as
-    does every input not yet started. With ``in_flight="finish"`` (the default), calls in flight
-    finish, and a call that would fit once they have (they may spend less than they reserved)
-    waits for them; with ``in_flight="cancel"``, the first call that does not fit ends the
-    spending: calls in flight are cancelled and end ``skipped`` too.
+    A call larger than what is left is not made, and its task ends ``skipped`` ("larger than
+    the budget left"); the inputs after it go on. Once nothing the size of a call already made
+    fits, the budget is spent: the call is not made, and its task ends ``skipped`` with the
+    reason, as does every input not yet started. Every request that left the process spends,
+    whatever became of it (see :class:`Usage`): the requests counted never exceed ``requests``.
+    With ``in_flight="finish"`` (the default), calls in flight finish, and a call that would
+    fit once they have (they may spend less than they reserved) waits for them; with
+    ``in_flight="cancel"``, the first call that does not fit ends the spending: calls in flight
+    are cancelled and end ``skipped`` too (each still spends what it reserved).
 
     >>> ff.Budget(tokens=1_000_000, cost=5.0)
     Budget(tokens=1000000, cost=5.0, requests=None, in_flight='finish')
