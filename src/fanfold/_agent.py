@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import functools
 import importlib
 import inspect
@@ -31,8 +33,9 @@ class Agent(Protocol):
 @dataclass(frozen=True, slots=True, eq=False)
 class FunctionAgent:
     """A plain function, sync or async, as an agent. Sync functions run in the run's worker
-    threads. The function takes the input, and optionally the :class:`Context` as a second
-    parameter. Calling the agent calls the function."""
+    threads; what one returns that is still to be awaited (a coroutine, a future, any
+    awaitable) is awaited on the run's loop. The function takes the input, and optionally the
+    :class:`Context` as a second parameter. Calling the agent calls the function."""
 
     fn: Callable[..., Any]
     name: str
@@ -46,7 +49,14 @@ class FunctionAgent:
         args = (input, ctx) if self.takes_ctx else (input,)
         if self.is_async:
             return await self.fn(*args)
-        return await ctx.run_state.to_thread(self.fn, *args)
+        result = await ctx.run_state.to_thread(self.fn, *args)
+        # A sync function may hand back work still to do (``lambda x: chain.ainvoke(x)``): a
+        # coroutine, a future or any awaitable is awaited here, on the loop, not taken as the value.
+        if isinstance(result, concurrent.futures.Future):
+            return await asyncio.wrap_future(result)
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)

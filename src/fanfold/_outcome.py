@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Hashable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from fanfold._redact import redact, scrub
@@ -83,7 +83,8 @@ class Summary:
 
     ``counts`` always adds up to ``total``. ``busy`` is the sum of the time leaf calls held a
     slot; ``parallelism`` is ``busy / wall``, the average number of leaf calls running at once.
-    ``usage`` adds up every model call of the run (tokens, requests, cost, 429s); ``resumed``
+    ``usage`` adds up every model request that left the process (tokens, requests, cost, 429s;
+    see :class:`~fanfold.Usage` for what is estimated); ``resumed``
     counts the outcomes restored from the journal rather than run (they are in ``counts`` too).
     """
 
@@ -112,7 +113,7 @@ class Summary:
             "retries": self.retries,
             "tasks": self.tasks,
             "leaf_calls": self.leaf_calls,
-            "usage": asdict(self.usage),
+            "usage": self.usage.as_dict(),
             "resumed": self.resumed,
         }
 

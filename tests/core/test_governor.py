@@ -116,7 +116,10 @@ def test_budgets_never_overshoot_and_every_input_has_one_outcome(
         assert spent.tokens <= tokens
     for outcome in result.outcomes:
         if outcome.status is ff.Status.SKIPPED:
-            assert "budget is exhausted" in (outcome.reason or "")
+            # the budget ran out, or this call alone could never fit in what was left of it
+            assert "budget is exhausted" in (outcome.reason or "") or "larger than the budget left" in (
+                outcome.reason or ""
+            )
         elif outcome.status is ff.Status.FAILED:
             assert outcome.error is not None
             assert "400" in outcome.error.message or "50" in outcome.error.message or "429" in outcome.error.message

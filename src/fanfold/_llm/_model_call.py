@@ -242,14 +242,29 @@ class _Request(LeafCall):
         self._report("ok")
 
     def failed(self, exc: BaseException) -> None:
-        if isinstance(exc, ModelHTTPError):
+        if self.spent is not None:  # answered, then failed on the way out: counted already
+            return
+        if isinstance(exc, ModelHTTPError):  # the provider answered: no tokens spent
             throttled = exc.status_code in THROTTLED
             self.spent = Usage(requests=1, throttled=int(throttled))
             if throttled:
                 self.model_call.throttled(self.ctx, exc)
             self._report(str(exc.status_code))
-        else:
-            self._report(type(exc).__name__)
+            return
+        if self.began is not None:
+            # Admitted (on the wire, for a client fanfold built): the request left the process,
+            # and whatever became of it (timed out, cancelled in flight, a garbled answer, a
+            # dropped connection) it is counted, its tokens estimated as what it reserved.
+            self.spent = self._estimated()
+        self._report(type(exc).__name__)
+
+    def _estimated(self) -> Usage:
+        cost = self.cost
+        assert cost is not None
+        inp, out = round(cost["input_tokens"]), round(cost["output_tokens"])
+        price = self.model_call.price()
+        dollars = price.of(inp, out) if price is not None else 0.0
+        return Usage(1, inp, out, dollars, estimated_requests=1, estimated_tokens=inp + out)
 
     def _report(self, status: str) -> None:
         began = self.began
