@@ -109,9 +109,14 @@ def test_a_threshold_counts_through_the_votes_key() -> None:
     assert ff.run_sync(spec, "#7").output is True
 
 
+def test_vote_still_takes_n_by_position_after_one_agent() -> None:
+    assert ff.vote(str.upper, 5).n == ff.vote(str.upper, n=5).n == 5
+    assert ff.run_sync(ff.vote(str.upper, 3), "a").output == "A"
+
+
 def test_vote_refuses_what_it_cannot_do_with_the_fix() -> None:
     cases: list[tuple[Callable[[], Any], str]] = [
-        (lambda: ff.vote(str.upper, 5), r"pass the number of samples by name: ff.vote\(agent, n=5\)"),
+        (lambda: ff.vote(str.upper, str.lower, 5), r"pass the number of samples by name: ff.vote\(agent, n=5\)"),
         (lambda: ff.vote(), r"vote\(\) got no agents"),
         (
             lambda: ff.vote(str.upper, str.lower, rule=ff.AtLeast(3)),
