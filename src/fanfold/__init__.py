@@ -37,6 +37,7 @@ from fanfold._records import RunRecord, Store
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, start
 from fanfold._sync import as_completed_sync, run_sync
+from fanfold._tracing import Tracing
 from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import vote
 
@@ -124,6 +125,7 @@ __all__ = [
     "TeamCaps",
     "TeamResult",
     "Timeouts",
+    "Tracing",
     "Usage",
     "UsageError",
     "Verdict",
