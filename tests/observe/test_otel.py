@@ -384,3 +384,16 @@ def test_events_still_reach_callbacks_when_traced(otel: Otel) -> None:
     log = EventLog()
     ff.run_sync(ff.map(str.upper), ["a", "b"], trace=otel.tracing(), on_event=log)
     assert len(log.of_type(events.TaskSucceeded)) == 3
+
+
+def test_an_unsampled_run_writes_no_span_but_still_records_metrics(otel: Otel) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = InMemorySpanExporter()
+    unsampled = TracerProvider(sampler=ALWAYS_OFF)
+    unsampled.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = ff.Tracing(tracer_provider=unsampled, meter_provider=otel.meter_provider)
+    ff.run_sync(ff.map(ff.llm(answering("ok"))), ["a", "b"], trace=tracing)
+    assert exporter.get_finished_spans() == ()
+    tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in otel.metrics()["gen_ai.client.token.usage"]}
+    assert tokens == {"input": 200, "output": 20}

@@ -114,6 +114,14 @@ def _instruments(meter_provider: metrics.MeterProvider) -> _Instruments:
     return made
 
 
+def _is_no_op(meter_provider: Any) -> bool:
+    """Whether metrics would go nowhere: no SDK's meter provider (the API's no-op one, or its
+    global proxy while no SDK is configured)."""
+    return (
+        isinstance(meter_provider, metrics.NoOpMeterProvider) or type(meter_provider).__name__ == "_ProxyMeterProvider"
+    )
+
+
 class RunTracer:
     """One run's tracer: the core calls :meth:`execute` for every task (``state.tracer``), and
     the run's event bus hands it every event."""
@@ -121,9 +129,12 @@ class RunTracer:
     def __init__(self, tracing: Tracing, state: RunState) -> None:
         tracer_provider = tracing.tracer_provider or trace.get_tracer_provider()
         self._tracer = tracer_provider.get_tracer("fanfold", schema_url=SCHEMA_URL)
-        self._metrics = _instruments(tracing.meter_provider or metrics.get_meter_provider())
+        meter_provider = tracing.meter_provider or metrics.get_meter_provider()
+        self._metrics = None if _is_no_op(meter_provider) else _instruments(meter_provider)
         self._content = tracing.content
         self._state = state
+        self._recording = False  # whether the run's trace is recorded (known once its span begins)
+        self._listening = False
         self._live: dict[str, _Live] = {}
         self._models: dict[str, tuple[str, str]] = {}
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
@@ -133,7 +144,12 @@ class RunTracer:
             Throttled: self._throttled,
             FanoutStarted: self._fanout,
         }
-        state.bus.subscribe(self.on_event)
+
+    def _listen(self) -> None:
+        """Hear the run's events (model requests, retries, 429s, agents' own events)."""
+        if not self._listening:
+            self._listening = True
+            self._state.bus.subscribe(self.on_event)
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -151,8 +167,16 @@ class RunTracer:
     ) -> Outcome[Any]:
         """Run the task's body inside its span, the span current meanwhile."""
         span = self._start(agent, ctx, key)
-        if not span.is_recording():  # not sampled (or no SDK): its children would not be either
+        root = ctx.parent is None
+        if not span.is_recording():  # not sampled, or no SDK: its children would not be either
+            if root:  # the run's tasks take the untraced path; the metrics still need the events
+                self._state.tracer = None
+                if self._metrics is not None:
+                    self._listen()
             return await body(agent, value, ctx, report, key, timeout, delay, stop_reason)
+        if root:
+            self._recording = True
+            self._listen()
         path = ctx.path
         live = self._live[path] = _Live(span, self._state.now())
         if self._content:
@@ -242,6 +266,14 @@ class RunTracer:
             attributes[OUTPUT_TOKENS] = event.usage.output_tokens
         else:
             attributes[ERROR_TYPE] = common[ERROR_TYPE] = event.status
+        instruments = self._metrics
+        if instruments is not None:
+            instruments.duration.record(event.seconds, common)
+            if ok:
+                instruments.tokens.record(event.usage.input_tokens, {**common, TOKEN_TYPE: "input"})
+                instruments.tokens.record(event.usage.output_tokens, {**common, TOKEN_TYPE: "output"})
+        if not self._recording:
+            return
         end = time.time_ns()
         span = self._tracer.start_span(
             f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=end - int(event.seconds * 1e9)
@@ -249,10 +281,6 @@ class RunTracer:
         if not ok:
             span.set_status(StatusCode.ERROR, f"the model request ended with {event.status}")
         span.end(end_time=end)
-        self._metrics.duration.record(event.seconds, common)
-        if ok:
-            self._metrics.tokens.record(event.usage.input_tokens, {**common, TOKEN_TYPE: "input"})
-            self._metrics.tokens.record(event.usage.output_tokens, {**common, TOKEN_TYPE: "output"})
         live = self._live.get(event.path)
         if live is not None and live.provider is None:
             live.provider, live.model = provider, model
