@@ -397,3 +397,20 @@ def test_an_unsampled_run_writes_no_span_but_still_records_metrics(otel: Otel) -
     assert exporter.get_finished_spans() == ()
     tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in otel.metrics()["gen_ai.client.token.usage"]}
     assert tokens == {"input": 200, "output": 20}
+
+
+def test_a_wait_for_admission_is_a_span_event(otel: Otel, clock: VirtualClock) -> None:
+    async def slow(x: int) -> int:
+        await asyncio.sleep(2)
+        return x
+
+    # A window of 2 pulls both inputs at once; one slot admits them one after the other.
+    limits = ff.Limits(concurrency=1, window=2)
+    ff.run_sync(ff.map(slow), [0, 1], trace=otel.tracing(), limits=limits)
+    waits = {}
+    for path, span in otel.by_path().items():
+        for event in span.events:
+            if event.name == "fanfold.admitted" and event.attributes is not None:
+                waits[path] = event.attributes["fanfold.waited"]
+    assert list(waits) == ["map[1]"]
+    assert waits["map[1]"] == pytest.approx(2.0, abs=0.01)

@@ -12,7 +12,7 @@ API is needed)::
 A task's span is the current span while the task runs (its children's tasks copy it when they
 are created, worker threads through ``RunState.to_thread``), so an agent's own spans and
 pydantic-ai's instrumentation nest under it. What the run reports as events becomes span events
-on the task's span: ``fanfold.admitted`` (with the wait for admission), ``fanfold.retry``,
+on the task's span: ``fanfold.admitted`` (with the wait for admission, if it waited 1 ms or more), ``fanfold.retry``,
 ``fanfold.throttled``, ``fanfold.fanout``, and the agents' own ``ctx.emit`` events.
 
 Token counts: ``gen_ai.usage.*`` only on the model-request spans, one per request, so a backend
@@ -68,6 +68,8 @@ PROVIDERS = {
     "grok": "x_ai",
     "xai": "x_ai",
 }
+# A task's wait for admission (or its stagger) shorter than this is no span event.
+ADMISSION_WAIT = 0.001
 # Advisory buckets from the GenAI metrics conventions.
 TOKEN_BUCKETS = [4**i for i in range(14)]
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]
@@ -201,10 +203,9 @@ class RunTracer:
         if ctx.parent is None:  # the root task is the run
             attributes: dict[str, Any] = {OPERATION: "invoke_workflow", WORKFLOW_NAME: name, "fanfold.run_id": run_id}
             return self._tracer.start_span(f"invoke_workflow {name}", kind=SpanKind.INTERNAL, attributes=attributes)
-        attributes = {
+        attributes = {  # the run id is on the workflow span: the SDK's cost is per attribute
             OPERATION: "invoke_agent",
             AGENT_NAME: name,
-            "fanfold.run_id": run_id,
             "fanfold.path": ctx.path,
             "fanfold.index": ctx.index,
         }
@@ -300,7 +301,9 @@ class RunTracer:
     def _started(self, event: TaskStarted) -> None:
         live = self._live.get(event.path)
         if live is not None:
-            live.span.add_event("fanfold.admitted", {"fanfold.waited": max(0.0, event.at - live.queued)})
+            waited = event.at - live.queued
+            if waited >= ADMISSION_WAIT:  # an event for every task would cost more than it says
+                live.span.add_event("fanfold.admitted", {"fanfold.waited": waited})
 
     def _retrying(self, event: TaskRetrying) -> None:
         live = self._live.get(event.path)
