@@ -39,6 +39,7 @@ from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._run import Result, Run, RunStatus, as_completed, run, start
 from fanfold._scope import scope
 from fanfold._sync import as_completed_sync, run_sync
+from fanfold._tracing import Tracing
 from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import AtLeast, Majority, VoteRule, vote
 
@@ -130,6 +131,7 @@ __all__ = [
     "TeamCaps",
     "TeamResult",
     "Timeouts",
+    "Tracing",
     "Usage",
     "UsageError",
     "Verdict",

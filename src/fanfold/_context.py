@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from fanfold._errors import UsageError
-from fanfold._events import EventBus
+from fanfold._events import AgentEvent, EventBus, agent_event
 from fanfold._limits import ConcurrencyLimiter, Limits
 from fanfold._outcome import Outcome, empty_counts
 from fanfold._usage import Ledger, Usage
@@ -29,6 +29,7 @@ from fanfold._usage import Ledger, Usage
 if TYPE_CHECKING:
     from fanfold._journal import Journal
     from fanfold._options import Settings
+    from fanfold._tracing import TaskTracer
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -175,6 +176,8 @@ class RunState:
         self.services: dict[object, Any] = {}
         self.cleanups: list[Callable[[], Any]] = []
         self.journal: Journal | None = None  # set when the run has a store
+        self.tracer: TaskTracer | None = None  # set when the run is traced (ff.run(..., trace=...))
+        self.loop = loop  # where agents in worker threads send their events (Context.emit)
         self._executor: ThreadPoolExecutor | None = None
 
     def now(self) -> float:
@@ -373,6 +376,27 @@ class Context:
                 )
             cell = cells[name] = _Cell(known)
         return cell
+
+    def emit(self, event: str | AgentEvent, /, **data: Any) -> None:
+        """Report an event of the agent's own (a tool call, a partial result, a streamed token),
+        with this task's path and attempt, to the run's ``on_event`` callbacks, ``run.events()``
+        and its trace (an event on the task's span)::
+
+            ctx.emit("tool_call", tool="search", query=query)
+
+        ``data`` is JSON data (strings, numbers, booleans, None, lists and dicts of them); its
+        strings are redacted. An :class:`~fanfold.events.AgentEvent` (or a subclass of it) may
+        be passed instead of a name: it is sent with this task's run id, path, time and attempt.
+        Works from sync agents in worker threads too.
+        """
+        state = self.run_state
+        made = agent_event(event, data, state.run_id, self.path, state.now(), self.attempt)
+        bus = state.bus
+        if bus.active:
+            if asyncio._get_running_loop() is state.loop:
+                bus.emit(made)
+            else:  # a sync agent in a worker thread: the bus belongs to the run's loop
+                state.loop.call_soon_threadsafe(bus.emit, made)
 
     def __repr__(self) -> str:
         return f"Context(run_id={self.run_id!r}, path={self.path!r}, attempt={self.attempt})"

@@ -8,12 +8,16 @@ in the order things happen.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fanfold._errors import UsageError
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
+from fanfold._redact import redact, redact_data
 from fanfold._usage import Usage
 
 
@@ -119,6 +123,52 @@ class TaskCancelled(TaskFinished):
 @dataclass(frozen=True, slots=True)
 class TaskSkipped(TaskFinished):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEvent(Event):
+    """An agent's own report, sent with ``ctx.emit(name, **data)``: a tool call, a partial
+    result, a streamed token. ``data`` is JSON data, its strings redacted; ``attempt`` is the
+    task's attempt when it was sent. Subclass it for typed events of your own."""
+
+    name: str
+    data: dict[str, Any]
+    attempt: int = 1
+
+
+def agent_event(
+    event: str | AgentEvent, data: dict[str, Any], run_id: str, path: str, at: float, attempt: int
+) -> AgentEvent:
+    """The event ``ctx.emit(event, **data)`` sends: checked (a name, JSON data), redacted, and
+    stamped with the task's run id, path, time and attempt."""
+    if isinstance(event, AgentEvent):
+        name, data = event.name, {**event.data, **data}
+    elif isinstance(event, str) and event:
+        name = event
+    else:
+        raise UsageError(f"ctx.emit({event!r}): pass the event's name (a non-empty string), or an AgentEvent")
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError) as exc:
+        bad = next((k for k, v in data.items() if not _is_json(v)), None)
+        where = f"{bad}={data[bad]!r}" if bad is not None else repr(data)
+        raise UsageError(
+            f"ctx.emit({name!r}, ...): {where} is not JSON data ({exc}); "
+            "pass strings, numbers, booleans, None, and lists and dicts of them"
+        ) from None
+    clean = redact_data(data)
+    if isinstance(event, AgentEvent):
+        made = dataclasses.replace(event, run_id=run_id, path=path, at=at)
+        return dataclasses.replace(made, name=redact(name), data=clean, attempt=attempt)
+    return AgentEvent(run_id, path, at, redact(name), clean, attempt)
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 FINISHED_EVENT: dict[Status, type[TaskFinished]] = {

@@ -19,6 +19,7 @@ from fanfold._events import Callback
 from fanfold._limits import Limiter, Limits
 from fanfold._records import Store
 from fanfold._retry import RetryPolicy, Timeouts
+from fanfold._tracing import Tracing, as_tracing
 from fanfold._usage import Budget
 
 
@@ -39,6 +40,7 @@ class RunOptions(TypedDict, total=False):
     store: Store | str | PathLike[str] | None
     resume: str | None
     metadata: dict[str, Any] | None
+    trace: bool | Tracing | None
 
 
 class UnknownOption(UsageError, TypeError):
@@ -64,8 +66,10 @@ class Settings:
     store: Store | str | PathLike[str] | None = None
     resume: str | None = None
     metadata: dict[str, Any] | None = None
+    trace: bool | Tracing | None = None
 
     def __post_init__(self) -> None:
+        as_tracing(self.trace)  # names a bad value
         if self.limits is not None and not isinstance(self.limits, Limits):
             raise UsageError(f"limits={self.limits!r}: pass ff.Limits(concurrency=..., resources={{...}})")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):
@@ -93,6 +97,10 @@ class Settings:
                 raise UsageError(
                     f"metadata={self.metadata!r}: pass JSON data (a dict of str, numbers, lists): {exc}"
                 ) from exc
+
+    @property
+    def tracing(self) -> Tracing | None:
+        return as_tracing(self.trace)
 
     @property
     def callbacks(self) -> list[Callback]:

@@ -19,6 +19,7 @@ from fanfold._options import RunOptions, Settings, check_options, signature_with
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
 from fanfold._records import open_store
 from fanfold._task import execute
+from fanfold._tracing import open_tracer
 
 T = TypeVar("T")
 
@@ -188,7 +189,10 @@ class Run:
             self._display: ProgressDisplay | None = display
         else:
             self._display = None
-        self._state = RunState(options, self._bus)
+        self._state = state = RunState(options, self._bus)
+        tracing = options.tracing
+        if tracing is not None:  # the run is a span, each task one inside it (the _observe wing)
+            state.tracer = open_tracer(tracing, state)
 
     async def _main(self) -> Result[Any]:
         state = self._state
@@ -363,7 +367,9 @@ async def run(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Re
       or ``"memory"``): every task's outcome is durable before it is reported;
     - ``resume``: a run id: continues a run that crashed or was stopped; journaled tasks are not
       run again, their outcomes come back with ``resumed=True``;
-    - ``metadata``: JSON data kept with the run's record.
+    - ``metadata``: JSON data kept with the run's record;
+    - ``trace``: ``True`` or a :class:`Tracing`: OpenTelemetry spans and metrics of the run (the
+      run, each task, each model request), after the GenAI semantic conventions.
 
     Raises :class:`RunFailed` when the root task fails; ``error.result`` keeps what finished. A
     keyword that is no option raises :class:`UsageError` (also a ``TypeError``) naming it.

@@ -8,7 +8,7 @@ Leaves go through :func:`fanfold._leaf.run_leaf`, the one place where slots are 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
 from fanfold._agent import is_composite
@@ -21,7 +21,7 @@ from fanfold._leaf import run_leaf, within
 from fanfold._outcome import ErrorInfo, Outcome, Status
 
 
-async def execute(
+def execute(
     agent: Any,
     value: Any,
     ctx: Context,
@@ -31,9 +31,26 @@ async def execute(
     timeout: float | None = None,
     delay: float = 0.0,
     stop_reason: Callable[[], str | None] = lambda: None,
-) -> Outcome[Any]:
+) -> Coroutine[Any, Any, Outcome[Any]]:
     """Run one task and end it in exactly one outcome, handed to ``report`` (and to the events)
-    before this returns, or before a cancellation propagates."""
+    before this returns, or before a cancellation propagates. A traced run runs it inside the
+    task's span (a plain function, not a coroutine: untraced, it costs one check, no frame)."""
+    tracer = ctx.run_state.tracer
+    if tracer is None:
+        return _execute(agent, value, ctx, report, key, timeout, delay, stop_reason)
+    return tracer.execute(_execute, agent, value, ctx, report, key, timeout, delay, stop_reason)
+
+
+async def _execute(
+    agent: Any,
+    value: Any,
+    ctx: Context,
+    report: Callable[[Outcome[Any]], None],
+    key: Hashable | None,
+    timeout: float | None,
+    delay: float,
+    stop_reason: Callable[[], str | None],
+) -> Outcome[Any]:
     state = ctx.run_state
     state.tasks += 1
     bus = state.bus

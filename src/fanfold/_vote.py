@@ -194,8 +194,10 @@ def vote(
     """
     if len(agents) == 1 and isinstance(agents[0], list | tuple):
         agents = tuple(agents[0])
-    if len(agents) == 2 and isinstance(agents[1], int) and not isinstance(agents[1], bool) and n is None:
-        agents, n = agents[:1], agents[1]  # ff.vote(agent, 5): the signature before votes took several agents
+    if len(agents) == 2 and n is None:
+        first, count = agents  # ff.vote(agent, 5): the signature before votes took several agents
+        if isinstance(count, int) and not isinstance(count, bool):
+            agents, n = (first,), count
     if not agents:
         raise UsageError("vote() got no agents; pass one to sample n times, or several: ff.vote(a, b, c)")
     for a in agents:

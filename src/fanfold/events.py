@@ -2,11 +2,13 @@
 
 Each carries ``run_id``, ``path`` (the task's place in the tree, ``""`` for the run itself) and
 ``at`` (seconds since the run started). The five ``Task*`` events that end a task derive from
-:class:`TaskFinished` and carry its :class:`~fanfold.Outcome`.
+:class:`TaskFinished` and carry its :class:`~fanfold.Outcome`. :class:`AgentEvent` is what agents report themselves
+with ``ctx.emit(name, **data)``.
 """
 
 from fanfold import _exports
 from fanfold._events import (
+    AgentEvent,
     Event,
     FanoutStarted,
     ModelCalled,
@@ -25,6 +27,7 @@ from fanfold._events import (
 )
 
 __all__ = [
+    "AgentEvent",
     "Event",
     "FanoutStarted",
     "ModelCalled",

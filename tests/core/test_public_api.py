@@ -24,6 +24,8 @@ PUBLIC = [
     "Budget", "BudgetExhausted", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
     # Durable runs
     "JournalEntry", "JournalFailed", "MemoryStore", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
+    # Traces (OpenTelemetry)
+    "Tracing",
     # Teams
     "Brief", "Plan", "PlanRejected", "PlanRequest", "Split", "Subtask", "TeamCaps", "TeamResult", "member", "team",
 ]  # fmt: skip

@@ -274,6 +274,14 @@ def run(
         float,
         typer.Option(min=0.0, help="Seconds between progress lines when stderr is not a terminal (a log, CI)."),
     ] = 10.0,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace",
+            help="OpenTelemetry spans and metrics of the run (needs fanfold[otel]; set the exporter up with "
+            "opentelemetry-instrument and its OTEL_* variables).",
+        ),
+    ] = False,
 ) -> None:
     """``fanfold run``: check everything, run the pipeline over the file, report."""
     from fanfold._cli._jobs import Job
@@ -305,6 +313,7 @@ def run(
         progress=progress,
         progress_every=progress_every,
         overrides=overrides,
+        trace=trace,
     )
     execute_job(job)
 

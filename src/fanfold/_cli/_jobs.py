@@ -71,6 +71,7 @@ class Job:
     limit: int | None = None  # run only the first rows (to try a pipeline on a big file)
     max_row_bytes: int | None = None  # a longer row fails unread [default: the pipeline's, else 4 MiB]
     overrides: Overrides = field(default_factory=Overrides)
+    trace: bool = False  # OpenTelemetry spans and metrics (exporters set up by opentelemetry-instrument)
     command: str = "run"  # or "demo": `fanfold runs resume` starts the demo's simulator again
 
     def metadata(self) -> dict[str, Any]:
@@ -270,6 +271,7 @@ async def run_job(
                 budget=ready.built.budget,
                 deadline=ready.built.deadline,
                 on_event=callbacks,
+                trace=job.trace,
             ) as handle:
                 report.run_id = handle.run_id
                 with _cancel_on_signals(handle.cancel, report):
