@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fanfold import _exports, events
 from fanfold._agent import Agent, FunctionAgent, agent
+from fanfold._backend import Backend, TaskInfo, WorkerLost
 from fanfold._context import Channel, Context
 from fanfold._errors import (
     BudgetExhausted,
@@ -41,6 +42,8 @@ from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import vote
 
 if TYPE_CHECKING:  # the wings, loaded on first use (see _LAZY); type checkers see them as imported
+    from fanfold._backends._processes import Processes
+    from fanfold._backends._ray import Ray
     from fanfold._llm._agent import LLMAgent, llm
     from fanfold._store._memory import MemoryStore
     from fanfold._store._postgres import PostgresStore
@@ -68,11 +71,14 @@ _LAZY = {
     "TeamResult": "fanfold._teams._team:TeamResult",
     "member": "fanfold._teams._team:member",
     "team": "fanfold._teams._team:team",
+    "Processes": "fanfold._backends._processes:Processes",
+    "Ray": "fanfold._backends._ray:Ray",
 }
 
 __all__ = [
     "Admission",
     "Agent",
+    "Backend",
     "Brief",
     "Budget",
     "BudgetExhausted",
@@ -99,9 +105,11 @@ __all__ = [
     "PlanRejected",
     "PlanRequest",
     "PostgresStore",
+    "Processes",
     "Price",
     "Quorum",
     "RaceFailed",
+    "Ray",
     "RateLimit",
     "Result",
     "Retry",
@@ -120,6 +128,7 @@ __all__ = [
     "Subtask",
     "Summary",
     "Tally",
+    "TaskInfo",
     "TaskTimeout",
     "TeamCaps",
     "TeamResult",
@@ -128,6 +137,7 @@ __all__ = [
     "UsageError",
     "Verdict",
     "VoteFailed",
+    "WorkerLost",
     "__version__",
     "agent",
     "as_completed",

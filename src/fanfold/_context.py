@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from fanfold._backend import open_backend
 from fanfold._errors import UsageError
 from fanfold._events import EventBus
 from fanfold._limits import ConcurrencyLimiter, Limits
@@ -139,6 +140,7 @@ class RunState:
         self.cleanups: list[Callable[[], Any]] = []
         self.journal: Journal | None = None  # set when the run has a store
         self._executor: ThreadPoolExecutor | None = None
+        self.backend = open_backend(options.backend).for_run()  # where leaf work runs; starts on first use
 
     def now(self) -> float:
         """Seconds since the run started."""
@@ -155,11 +157,12 @@ class RunState:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def aclose(self) -> None:
-        """Close the per-run services, newest first."""
+        """Close the per-run services, newest first, then the backend."""
         while self.cleanups:
             result = self.cleanups.pop()()
             if asyncio.iscoroutine(result):
                 await result
+        await self.backend.aclose()
 
     def close(self) -> None:
         if self._executor is not None:

@@ -348,6 +348,8 @@ async def run(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Re
     - ``resume``: a run id: continues a run that crashed or was stopped; journaled tasks are not
       run again, their outcomes come back with ``resumed=True``;
     - ``metadata``: JSON data kept with the run's record.
+    - ``backend``: where sync function agents run: ``"threads"`` (the default), ``"processes"``,
+      ``"ray"`` (or :class:`Processes`, :class:`Ray`); the scheduler and governor stay here.
 
     Raises :class:`RunFailed` when the root task fails; ``error.result`` keeps what finished. A
     keyword that is no option raises :class:`UsageError` (also a ``TypeError``) naming it.

@@ -24,6 +24,8 @@ PUBLIC = [
     "JournalEntry", "JournalFailed", "MemoryStore", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
     # Teams
     "Brief", "Plan", "PlanRejected", "PlanRequest", "Split", "Subtask", "TeamCaps", "TeamResult", "member", "team",
+    # Backends: where leaf work runs
+    "Backend", "Processes", "Ray", "TaskInfo", "WorkerLost",
 ]  # fmt: skip
 
 
