@@ -80,3 +80,13 @@ def kill_driver(item: dict[str, Any], ctx: Any) -> int:
         os.kill(int(Path(item["driverfile"]).read_text()), signal.SIGKILL)
     burn(0.002)
     return 2 * item["i"]
+
+
+def spin(item: dict[str, Any]) -> int:
+    """Write this process's id to ``pidfile``, then burn CPU for ``seconds``."""
+    Path(item["pidfile"]).write_text(str(os.getpid()))
+    return burn(item["seconds"])
+
+
+def size(text: str) -> int:
+    return len(text)

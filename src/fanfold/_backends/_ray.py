@@ -48,24 +48,37 @@ class Ray(Backend):
     client address (``ray://host:10001``), ``"auto"``, or None: ``RAY_ADDRESS``, else a local Ray
     that ``ray.init()`` starts for the run. If this process is connected to Ray already, that
     connection is used and left open. ``num_cpus``: the CPUs each call reserves on the cluster.
+    ``runtime_env``: Ray's runtime environment for the run's workers, so that they can import
+    the functions: a worker imports a function by its module (one defined in ``__main__``, or a
+    lambda, travels by value), and Ray puts only the driver's working directory on its path::
+
+        ff.Ray(address, runtime_env={"working_dir": ".", "pip": ["numpy"]})
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, num_cpus: float = 1, put_over: int = PUT_OVER) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_cpus: float = 1,
+        runtime_env: dict[str, Any] | None = None,
+        put_over: int = PUT_OVER,
+    ) -> None:
         if address is not None and (not isinstance(address, str) or not address):
             raise UsageError(f"Ray(address={address!r}): pass 'host:port', 'ray://host:port', 'auto', or None")
         if isinstance(num_cpus, bool) or not isinstance(num_cpus, int | float) or num_cpus < 0:
             raise UsageError(f"Ray(num_cpus={num_cpus!r}): pass the CPUs each call reserves, a number >= 0")
         self.address = address
         self.num_cpus = num_cpus
+        self.runtime_env = runtime_env
         self.put_over = put_over
         self._ray: Any = None
         self._connected = False  # True if this backend called ray.init (and so shuts it down)
         self._remotes: dict[Callable[..., Any], Any] = {}
 
     def for_run(self) -> Ray:
-        return Ray(self.address, num_cpus=self.num_cpus, put_over=self.put_over)
+        return Ray(self.address, num_cpus=self.num_cpus, runtime_env=self.runtime_env, put_over=self.put_over)
 
     def __repr__(self) -> str:
         return f"Ray(address={self.address!r}, num_cpus={self.num_cpus!r})"
@@ -75,7 +88,12 @@ class Ray(Backend):
         if not ray.is_initialized():
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             # Blocks the loop once per run (~0.4 s to connect to a running cluster).
-            ray.init(address=self.address, logging_level=logging.WARNING, configure_logging=False)
+            ray.init(
+                address=self.address,
+                runtime_env=self.runtime_env,
+                logging_level=logging.WARNING,
+                configure_logging=False,
+            )
             self._connected = True
         self._ray = ray
         return ray
