@@ -83,9 +83,17 @@ def kill_driver(item: dict[str, Any], ctx: Any) -> int:
 
 
 def spin(item: dict[str, Any]) -> int:
-    """Write this process's id to ``pidfile``, then burn CPU for ``seconds``."""
+    """Write this process's id to ``pidfile``, tell :func:`started` through the FIFO ``fifo``
+    that it runs, then burn CPU for ``seconds``."""
     Path(item["pidfile"]).write_text(str(os.getpid()))
+    os.close(os.open(item["fifo"], os.O_WRONLY))  # blocks until started() opens it
     return burn(item["seconds"])
+
+
+def started(item: dict[str, Any]) -> str:
+    """Return once :func:`spin` runs (it opens the FIFO ``fifo`` for writing)."""
+    os.close(os.open(item["fifo"], os.O_RDONLY))  # blocks until spin() opens it
+    return "spin runs"
 
 
 def size(text: str) -> int:

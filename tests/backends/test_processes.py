@@ -3,7 +3,10 @@ boundary (order, outcomes, retries, timeouts), and a worker killed mid-call lose
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +126,27 @@ def test_a_bad_workers_count_names_the_value() -> None:
 def test_an_unknown_backend_names_the_known_ones() -> None:
     with pytest.raises(ff.UsageError, match=r"backend='procs'.*'processes'"):
         ff.run_sync(ff.map(work.double), [1], backend="procs")
+
+
+def fanfold_run(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``fanfold run backend_work:snapshot`` over two rows, in a process of its own."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"a": 1}\n{"a": 2}\n')
+    env = {**os.environ, "PYTHONPATH": str(Path(work.__file__).parent), "RAY_USAGE_STATS_ENABLED": "0"}
+    fanfold = str(Path(sys.executable).parent / "fanfold")
+    command = [fanfold, "run", "backend_work:snapshot", "-i", str(rows), "-o", str(tmp_path / "out.jsonl")]
+    command += ["--store", str(tmp_path / "runs.db"), "--no-progress", *flags]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+
+
+def test_fanfold_run_backend_processes_runs_a_python_pipeline_in_the_pool(tmp_path: Path) -> None:
+    done = fanfold_run(tmp_path, "--backend", "processes")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["value"]["type"] for line in lines] == ["TaskInfo", "TaskInfo"]  # a snapshot: it ran in the pool
+
+
+def test_fanfold_run_refuses_a_ray_address_without_the_ray_backend(tmp_path: Path) -> None:
+    done = fanfold_run(tmp_path, "--ray-address", "127.0.0.1:6380")
+    assert done.returncode == 2
+    assert "--ray-address 127.0.0.1:6380: a Ray address needs --backend ray" in done.stderr

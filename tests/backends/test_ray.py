@@ -5,6 +5,7 @@ resumed from the Postgres journal on the cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -54,8 +55,14 @@ def _start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
             break
     else:
         pytest.fail(f"ray start {' '.join(args)} exited {proc.wait()}:\n{''.join(seen)}")
-    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
+    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()  # keep its pipe from filling
     return proc
+
+
+def _drain(stream: Any) -> None:
+    with contextlib.suppress(ValueError, OSError):  # closed at the end of the session
+        for _ in stream:
+            pass
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +87,8 @@ def cluster() -> Iterator[str]:
         for node in reversed(nodes):
             node.terminate()
             node.wait(timeout=60)
+            assert node.stdout is not None
+            node.stdout.close()
         shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -149,15 +158,13 @@ def test_a_ray_worker_killed_mid_call_is_retried_once_and_nothing_else_runs_twic
 
 
 def test_a_cancelled_leaf_kills_its_ray_task(cluster: str, tmp_path: Path) -> None:
-    pidfile = tmp_path / "spin.pid"
-    result = ff.run_sync(
-        ff.map(work.spin, policy=ff.Collect()),
-        [{"pidfile": str(pidfile), "seconds": 120}],
-        backend=backend(cluster),
-        timeouts=ff.Timeouts(task=2),
-    )
-    assert [o.status for o in result.outcomes] == [ff.Status.TIMED_OUT]
-    assert wait_for_exit(int(pidfile.read_text()))  # ray.cancel(force=True) killed it, long before 120 s
+    # A race: `started` wins once `spin` runs on the other CPU; the race cancels `spin`.
+    pidfile, fifo = tmp_path / "spin.pid", tmp_path / "started.fifo"
+    os.mkfifo(fifo)
+    item = {"pidfile": str(pidfile), "fifo": str(fifo), "seconds": 600}
+    result = ff.run_sync(ff.race(work.spin, work.started), item, backend=backend(cluster))
+    assert result.output == "spin runs"
+    assert wait_for_exit(int(pidfile.read_text()))  # ray.cancel(force=True) killed it, long before 600 s
 
 
 DRIVER = """
@@ -194,11 +201,13 @@ def test_a_killed_driver_resumes_from_the_postgres_journal_on_the_cluster(cluste
         )
     )
     run_id = f"ray-resume-{os.getpid()}-{tmp_path.name}"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # A dead driver's lease lapses within a second, and the resume may take the run over.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "FANFOLD_LEASE_TTL": "1"}
     killed = subprocess.run([sys.executable, str(script), "start", run_id], capture_output=True, text=True, env=env)
     assert killed.returncode == -9, killed.stderr[-2000:]  # the task at input 25 killed its driver
     before = work.executions(log)
     assert kill_at in before
+    assert status_once_lapsed(run_id) == "interrupted"
 
     resumed = subprocess.run([sys.executable, str(script), "resume", run_id], capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -216,6 +225,23 @@ def test_a_killed_driver_resumes_from_the_postgres_journal_on_the_cluster(cluste
     assert report["resumed"] + len([i for i in runs if i not in before or len(runs[i]) > 1]) >= n
 
 
+def status_once_lapsed(run_id: str, within: float = 30.0) -> str:
+    """The run's status in Postgres once its lease has lapsed (polled, up to ``within`` seconds)."""
+    import asyncio
+    import time
+
+    async def status() -> str:
+        async with ff.PostgresStore(PG) as store:
+            record = await store.get_run(run_id)
+            assert record is not None
+            return record.status
+
+    give_up = time.monotonic() + within
+    while (found := asyncio.run(status())) == "running" and time.monotonic() < give_up:
+        time.sleep(0.05)  # the condition is checked each time; the pause only spares the CPU
+    return found
+
+
 def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     from fanfold._backends._ray import _import_ray
@@ -224,3 +250,17 @@ def test_without_ray_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
         _import_ray()
     with pytest.raises(ff.UsageError, match=r"pip install 'fanfold\[ray\]'"):
         ff.run_sync(ff.map(work.double), [1], backend="ray")
+    with pytest.raises(ff.UsageError, match=r"pip install 'fanfold\[ray\]'"):
+        ff.Ray(address="127.0.0.1:6379")
+
+
+def test_fanfold_run_backend_ray_runs_a_python_pipeline_on_the_cluster(cluster: str, tmp_path: Path) -> None:
+    from test_processes import fanfold_run
+
+    # Ray's workers find a driver's modules in its working directory (`fanfold run` from the
+    # project's folder): put the pipeline's module there.
+    shutil.copy(work.__file__, tmp_path / "backend_work.py")
+    done = fanfold_run(tmp_path, "--backend", "ray", "--ray-address", cluster)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["value"]["type"] for line in lines] == ["TaskInfo", "TaskInfo"]

@@ -17,6 +17,7 @@ Ray is an optional dependency: ``pip install 'fanfold[ray]'``. When fanfold conn
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
@@ -69,6 +70,8 @@ class Ray(Backend):
             raise UsageError(f"Ray(address={address!r}): pass 'host:port', 'ray://host:port', 'auto', or None")
         if isinstance(num_cpus, bool) or not isinstance(num_cpus, int | float) or num_cpus < 0:
             raise UsageError(f"Ray(num_cpus={num_cpus!r}): pass the CPUs each call reserves, a number >= 0")
+        if importlib.util.find_spec("ray") is None:  # say so now, not once per input
+            _import_ray()
         self.address = address
         self.num_cpus = num_cpus
         self.runtime_env = runtime_env

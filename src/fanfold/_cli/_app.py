@@ -274,6 +274,18 @@ def run(
         float,
         typer.Option(min=0.0, help="Seconds between progress lines when stderr is not a terminal (a log, CI)."),
     ] = 10.0,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="Where sync function agents run: threads, processes (one per CPU) or ray (a Ray cluster).",
+            rich_help_panel=_LIMITS_RUN,
+        ),
+    ] = "threads",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="The Ray cluster for --backend ray (host:port).", rich_help_panel=_LIMITS_RUN),
+    ] = None,
 ) -> None:
     """``fanfold run``: check everything, run the pipeline over the file, report."""
     from fanfold._cli._jobs import Job
@@ -305,6 +317,8 @@ def run(
         progress=progress,
         progress_every=progress_every,
         overrides=overrides,
+        backend=backend,
+        ray_address=ray_address,
     )
     execute_job(job)
 

@@ -72,6 +72,20 @@ class Job:
     max_row_bytes: int | None = None  # a longer row fails unread [default: the pipeline's, else 4 MiB]
     overrides: Overrides = field(default_factory=Overrides)
     command: str = "run"  # or "demo": `fanfold runs resume` starts the demo's simulator again
+    backend: str = "threads"  # where sync function agents run: threads, processes, ray
+    ray_address: str | None = None
+
+    def backend_option(self) -> Any:
+        """The run's ``backend=`` option, from ``--backend`` and ``--ray-address``."""
+        if self.backend not in ("threads", "processes", "ray"):
+            raise UsageError(f"--backend {self.backend}: pass threads, processes or ray")
+        if self.ray_address is not None and self.backend != "ray":
+            raise UsageError(f"--ray-address {self.ray_address}: a Ray address needs --backend ray")
+        if self.backend == "ray":
+            from fanfold._backends._ray import Ray
+
+            return Ray(address=self.ray_address)
+        return self.backend
 
     def metadata(self) -> dict[str, Any]:
         o = self.overrides
@@ -92,6 +106,8 @@ class Job:
             "limit": self.limit,
             "max_row_bytes": self.max_row_bytes,
             "flags": flags,
+            "backend": self.backend,
+            "ray_address": self.ray_address,
             "cwd": str(Path.cwd()),
         }
 
@@ -123,6 +139,8 @@ class Job:
             progress=progress,
             overrides=overrides,
             command=command,
+            backend=data.get("backend") or "threads",
+            ray_address=data.get("ray_address"),
         )
 
 
@@ -236,6 +254,7 @@ async def run_job(
     recorded; ``on_event`` receives every event."""
     console = console or Console(stderr=True, soft_wrap=True)
     ready = prepare(job)
+    backend = job.backend_option()
     _check_store_folder(job)
     store = open_store(job.store)
     async with store:
@@ -270,6 +289,7 @@ async def run_job(
                 budget=ready.built.budget,
                 deadline=ready.built.deadline,
                 on_event=callbacks,
+                backend=backend,
             ) as handle:
                 report.run_id = handle.run_id
                 with _cancel_on_signals(handle.cancel, report):
