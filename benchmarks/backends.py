@@ -101,7 +101,7 @@ def on_ray(n: int) -> None:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     address = f"127.0.0.1:{port}"
     began = time.perf_counter()
-    head = [f"--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={temp}"]
+    head = ["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={temp}"]
     nodes = [node(head, env)]
     try:
         info(f"head node up in {time.perf_counter() - began:.1f}s")

@@ -85,6 +85,7 @@ class Backend(abc.ABC):
 
     async def aclose(self) -> None:
         """Release what the backend started (a pool, a connection): the run has ended."""
+        return  # nothing to release by default (not abstract: a backend may hold nothing)
 
 
 class Threads(Backend):

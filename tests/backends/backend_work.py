@@ -20,7 +20,13 @@ def pid(x: Any) -> int:
 
 
 def snapshot(x: Any, ctx: Any) -> dict[str, Any]:
-    return {"run_id": ctx.run_id, "path": ctx.path, "attempt": ctx.attempt, "index": ctx.index, "type": type(ctx).__name__}
+    return {
+        "run_id": ctx.run_id,
+        "path": ctx.path,
+        "attempt": ctx.attempt,
+        "index": ctx.index,
+        "type": type(ctx).__name__,
+    }
 
 
 def pick(x: int) -> str:

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,7 +74,7 @@ def cluster() -> Iterator[str]:
     address = f"127.0.0.1:{port}"
     nodes = [
         _start_node(
-            [f"--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={temp}"], env
+            ["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={temp}"], env
         )
     ]
     try:
@@ -134,9 +133,7 @@ def test_map_vote_and_team_run_unchanged(cluster: str) -> None:
     backend_patterns.check_map_vote_and_team(backend(cluster))
 
 
-def test_a_ray_worker_killed_mid_call_is_retried_once_and_nothing_else_runs_twice(
-    cluster: str, tmp_path: Path
-) -> None:
+def test_a_ray_worker_killed_mid_call_is_retried_once_and_nothing_else_runs_twice(cluster: str, tmp_path: Path) -> None:
     log, pidfile = tmp_path / "runs.log", tmp_path / "victim.pid"
     n, victim = 30, 11
     items = [{"i": i, "log": str(log), "victim": victim, "pidfile": str(pidfile)} for i in range(n)]

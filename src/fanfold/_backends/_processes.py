@@ -30,7 +30,7 @@ from fanfold._errors import UsageError
 class Processes(Backend):
     """Run sync function agents in ``workers`` local processes (default: one per CPU)::
 
-        ff.run(ff.map(crunch), rows, backend=ff.Processes(workers=4))   # or backend="processes"
+    ff.run(ff.map(crunch), rows, backend=ff.Processes(workers=4))   # or backend="processes"
     """
 
     name = "processes"

@@ -34,9 +34,7 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise UsageError(
-            "backend='ray' needs Ray, which is not installed; pip install 'fanfold[ray]'"
-        ) from exc
+        raise UsageError("backend='ray' needs Ray, which is not installed; pip install 'fanfold[ray]'") from exc
     return ray
 
 

@@ -284,7 +284,9 @@ def run(
     ] = "threads",
     ray_address: Annotated[
         str | None,
-        typer.Option("--ray-address", help="The Ray cluster for --backend ray (host:port).", rich_help_panel=_LIMITS_RUN),
+        typer.Option(
+            "--ray-address", help="The Ray cluster for --backend ray (host:port).", rich_help_panel=_LIMITS_RUN
+        ),
     ] = None,
 ) -> None:
     """``fanfold run``: check everything, run the pipeline over the file, report."""
