@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from fanfold._agent import FunctionAgent
 from fanfold._errors import Retry, UsageError
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class Backend(abc.ABC):
 
     def run(self, agent: Any, value: Any, ctx: Context) -> Awaitable[Any]:
         """A leaf agent's work on ``value``: shipped if it is a sync function agent, else run here."""
-        if getattr(agent, "is_async", True) or not callable(getattr(agent, "fn", None)):
+        if not isinstance(agent, FunctionAgent) or agent.is_async:
             return agent.run(value, ctx)  # type: ignore[no-any-return]
         if agent.takes_ctx:
             return self.call(agent.fn, (value, TaskInfo(ctx.run_id, ctx.path, ctx.attempt, ctx.index)))
