@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from fanfold import _exports, events
 from fanfold._agent import Agent, FunctionAgent, agent
+from fanfold._backend import Backend, TaskInfo, WorkerLost
 from fanfold._context import Channel, Context
 from fanfold._errors import (
     BudgetExhausted,
@@ -44,6 +45,8 @@ from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import AtLeast, Majority, VoteRule, vote
 
 if TYPE_CHECKING:  # the wings, loaded on first use (see _LAZY); type checkers see them as imported
+    from fanfold._backends._processes import Processes
+    from fanfold._backends._ray import Ray
     from fanfold._llm._agent import LLMAgent, llm
     from fanfold._store._memory import MemoryStore
     from fanfold._store._postgres import PostgresStore
@@ -71,12 +74,15 @@ _LAZY = {
     "TeamResult": "fanfold._teams._team:TeamResult",
     "member": "fanfold._teams._team:member",
     "team": "fanfold._teams._team:team",
+    "Processes": "fanfold._backends._processes:Processes",
+    "Ray": "fanfold._backends._ray:Ray",
 }
 
 __all__ = [
     "Admission",
     "Agent",
     "AtLeast",
+    "Backend",
     "Blocked",
     "Brief",
     "Budget",
@@ -107,9 +113,11 @@ __all__ = [
     "PlanRequest",
     "PostgresStore",
     "Price",
+    "Processes",
     "Quorum",
     "RaceFailed",
     "RateLimit",
+    "Ray",
     "Result",
     "Retry",
     "RetryPolicy",
@@ -127,6 +135,7 @@ __all__ = [
     "Subtask",
     "Summary",
     "Tally",
+    "TaskInfo",
     "TaskTimeout",
     "TeamCaps",
     "TeamResult",
@@ -137,6 +146,7 @@ __all__ = [
     "Verdict",
     "VoteFailed",
     "VoteRule",
+    "WorkerLost",
     "__version__",
     "agent",
     "as_completed",

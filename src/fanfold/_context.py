@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from fanfold._backend import open_backend
 from fanfold._errors import UsageError
 from fanfold._events import AgentEvent, EventBus, agent_event
 from fanfold._limits import ConcurrencyLimiter, Limits
@@ -179,6 +180,7 @@ class RunState:
         self.tracer: TaskTracer | None = None  # set when the run is traced (ff.run(..., trace=...))
         self.loop = loop  # where agents in worker threads send their events (Context.emit)
         self._executor: ThreadPoolExecutor | None = None
+        self.backend = open_backend(options.backend).for_run()  # where leaf work runs; starts on first use
 
     def now(self) -> float:
         """Seconds since the run started."""
@@ -195,11 +197,12 @@ class RunState:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def aclose(self) -> None:
-        """Close the per-run services, newest first."""
+        """Close the per-run services, newest first, then the backend."""
         while self.cleanups:
             result = self.cleanups.pop()()
             if asyncio.iscoroutine(result):
                 await result
+        await self.backend.aclose()
 
     def close(self) -> None:
         if self._executor is not None:

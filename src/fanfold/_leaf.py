@@ -301,8 +301,7 @@ class AgentCall(LeafCall):
             ctx.start = self.began - state.started
             if state.bus.active:
                 state.bus.emit(TaskStarted(state.run_id, ctx.path, ctx.start, ctx.index))
-        run: Awaitable[Any] = self.agent.run(self.value, ctx)
-        return run
+        return ctx.run_state.backend.run(self.agent, self.value, ctx)  # here, or on a process or a node
 
 
 def run_leaf(agent: Any, value: Any, ctx: Context) -> Coroutine[Any, Any, Any]:

@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, fields
 from os import PathLike
 from typing import Any, TypedDict
 
+from fanfold._backend import BackendOption, check_backend
 from fanfold._errors import UsageError
 from fanfold._events import Callback
 from fanfold._limits import Limiter, Limits
@@ -41,6 +42,7 @@ class RunOptions(TypedDict, total=False):
     resume: str | None
     metadata: dict[str, Any] | None
     trace: bool | Tracing | None
+    backend: BackendOption
 
 
 class UnknownOption(UsageError, TypeError):
@@ -67,9 +69,11 @@ class Settings:
     resume: str | None = None
     metadata: dict[str, Any] | None = None
     trace: bool | Tracing | None = None
+    backend: BackendOption = None
 
     def __post_init__(self) -> None:
         as_tracing(self.trace)  # names a bad value
+        check_backend(self.backend)
         if self.limits is not None and not isinstance(self.limits, Limits):
             raise UsageError(f"limits={self.limits!r}: pass ff.Limits(concurrency=..., resources={{...}})")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):

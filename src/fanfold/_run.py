@@ -369,7 +369,9 @@ async def run(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Re
       run again, their outcomes come back with ``resumed=True``;
     - ``metadata``: JSON data kept with the run's record;
     - ``trace``: ``True`` or a :class:`Tracing`: OpenTelemetry spans and metrics of the run (the
-      run, each task, each model request), after the GenAI semantic conventions.
+      run, each task, each model request), after the GenAI semantic conventions;
+    - ``backend``: where sync function agents run: ``"threads"`` (the default), ``"processes"``,
+      ``"ray"`` (or :class:`Processes`, :class:`Ray`); the scheduler and governor stay here.
 
     Raises :class:`RunFailed` when the root task fails; ``error.result`` keeps what finished. A
     keyword that is no option raises :class:`UsageError` (also a ``TypeError``) naming it.

@@ -28,6 +28,8 @@ PUBLIC = [
     "Tracing",
     # Teams
     "Brief", "Plan", "PlanRejected", "PlanRequest", "Split", "Subtask", "TeamCaps", "TeamResult", "member", "team",
+    # Backends: where leaf work runs
+    "Backend", "Processes", "Ray", "TaskInfo", "WorkerLost",
 ]  # fmt: skip
 
 

@@ -282,6 +282,20 @@ def run(
             "opentelemetry-instrument and its OTEL_* variables).",
         ),
     ] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="Where sync function agents run: threads, processes (one per CPU) or ray (a Ray cluster).",
+            rich_help_panel=_LIMITS_RUN,
+        ),
+    ] = "threads",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="The Ray cluster for --backend ray (host:port).", rich_help_panel=_LIMITS_RUN
+        ),
+    ] = None,
 ) -> None:
     """``fanfold run``: check everything, run the pipeline over the file, report."""
     from fanfold._cli._jobs import Job
@@ -314,6 +328,8 @@ def run(
         progress_every=progress_every,
         overrides=overrides,
         trace=trace,
+        backend=backend,
+        ray_address=ray_address,
     )
     execute_job(job)
 

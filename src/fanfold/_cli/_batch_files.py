@@ -309,7 +309,8 @@ class RowAgent:
 
     async def run(self, row: Row | BadRow, ctx: Context, /) -> Any:
         try:
-            value = await self.agent.run(self.input_of(row), ctx)
+            # Through the run's backend: a sync function agent's work may run on a process or a node.
+            value = await ctx.run_state.backend.run(self.agent, self.input_of(row), ctx)
         except Exception as exc:
             # Past the model's own retries (a composite's leaves retried it): say what happened.
             # The HTTP client reports a refused connection as a connect *timeout*.

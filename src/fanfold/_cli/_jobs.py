@@ -73,6 +73,20 @@ class Job:
     overrides: Overrides = field(default_factory=Overrides)
     trace: bool = False  # OpenTelemetry spans and metrics (exporters set up by opentelemetry-instrument)
     command: str = "run"  # or "demo": `fanfold runs resume` starts the demo's simulator again
+    backend: str = "threads"  # where sync function agents run: threads, processes, ray
+    ray_address: str | None = None
+
+    def backend_option(self) -> Any:
+        """The run's ``backend=`` option, from ``--backend`` and ``--ray-address``."""
+        if self.backend not in ("threads", "processes", "ray"):
+            raise UsageError(f"--backend {self.backend}: pass threads, processes or ray")
+        if self.ray_address is not None and self.backend != "ray":
+            raise UsageError(f"--ray-address {self.ray_address}: a Ray address needs --backend ray")
+        if self.backend == "ray":
+            from fanfold._backends._ray import Ray
+
+            return Ray(address=self.ray_address)
+        return self.backend
 
     def metadata(self) -> dict[str, Any]:
         o = self.overrides
@@ -93,6 +107,8 @@ class Job:
             "limit": self.limit,
             "max_row_bytes": self.max_row_bytes,
             "flags": flags,
+            "backend": self.backend,
+            "ray_address": self.ray_address,
             "cwd": str(Path.cwd()),
         }
 
@@ -124,6 +140,8 @@ class Job:
             progress=progress,
             overrides=overrides,
             command=command,
+            backend=data.get("backend") or "threads",
+            ray_address=data.get("ray_address"),
         )
 
 
@@ -237,6 +255,7 @@ async def run_job(
     recorded; ``on_event`` receives every event."""
     console = console or Console(stderr=True, soft_wrap=True)
     ready = prepare(job)
+    backend = job.backend_option()
     _check_store_folder(job)
     store = open_store(job.store)
     async with store:
@@ -272,6 +291,7 @@ async def run_job(
                 deadline=ready.built.deadline,
                 on_event=callbacks,
                 trace=job.trace,
+                backend=backend,
             ) as handle:
                 report.run_id = handle.run_id
                 with _cancel_on_signals(handle.cancel, report):
