@@ -28,6 +28,7 @@ from fanfold._errors import (
 )
 from fanfold._governor import RateLimit
 from fanfold._guard import Blocked, guard
+from fanfold._hedge import Hedge
 from fanfold._limits import Admission, Limiter, Limits
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
@@ -89,6 +90,7 @@ __all__ = [
     "FanoutFailed",
     "FunctionAgent",
     "Given",
+    "Hedge",
     "JournalEntry",
     "JournalFailed",
     "LLMAgent",

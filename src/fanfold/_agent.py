@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 from fanfold._errors import UsageError
+from fanfold._hedge import Hedge, check_hedge
 from fanfold._retry import RetryPolicy, Timeouts
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class FunctionAgent:
     resources: tuple[str, ...] = ()
     retry: RetryPolicy | None = None
     timeouts: Timeouts | None = None
+    hedge: Hedge | None = None
 
     async def run(self, input: Any, ctx: Context, /) -> Any:
         args = (input, ctx) if self.takes_ctx else (input,)
@@ -64,6 +66,7 @@ def agent(
     resources: Iterable[str] = (),
     retry: RetryPolicy | None = None,
     timeouts: Timeouts | None = None,
+    hedge: Hedge | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionAgent]: ...
 def agent(
     fn: Callable[..., Any] | None = None,
@@ -73,6 +76,7 @@ def agent(
     resources: Iterable[str] = (),
     retry: RetryPolicy | None = None,
     timeouts: Timeouts | None = None,
+    hedge: Hedge | None = None,
 ) -> FunctionAgent | Callable[[Callable[..., Any]], FunctionAgent]:
     """Make a function, sync or async, an agent. Use bare or with options::
 
@@ -85,9 +89,10 @@ def agent(
     if isinstance(resources, str):
         raise UsageError(f"agent(resources={resources!r}) takes a list of names; pass [{resources!r}]")
     names = tuple(resources)
+    check_hedge("agent", hedge)
 
     def wrap(f: Callable[..., Any]) -> FunctionAgent:
-        return _function_agent(f, name=name, resources=names, retry=retry, timeouts=timeouts)
+        return _function_agent(f, name=name, resources=names, retry=retry, timeouts=timeouts, hedge=hedge)
 
     return wrap if fn is None else wrap(fn)
 
@@ -99,6 +104,7 @@ def _function_agent(
     resources: tuple[str, ...],
     retry: RetryPolicy | None,
     timeouts: Timeouts | None,
+    hedge: Hedge | None = None,
 ) -> FunctionAgent:
     if not callable(fn):
         raise UsageError(
@@ -115,6 +121,7 @@ def _function_agent(
         resources=resources,
         retry=retry,
         timeouts=timeouts,
+        hedge=hedge,
     )
 
 

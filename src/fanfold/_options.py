@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 
 from fanfold._errors import UsageError
 from fanfold._events import Callback
+from fanfold._hedge import Hedge, check_hedge
 from fanfold._limits import Limiter, Limits
 from fanfold._records import Store
 from fanfold._retry import RetryPolicy, Timeouts
@@ -39,6 +40,7 @@ class RunOptions(TypedDict, total=False):
     store: Store | str | PathLike[str] | None
     resume: str | None
     metadata: dict[str, Any] | None
+    hedge: Hedge | None
 
 
 class UnknownOption(UsageError, TypeError):
@@ -64,8 +66,10 @@ class Settings:
     store: Store | str | PathLike[str] | None = None
     resume: str | None = None
     metadata: dict[str, Any] | None = None
+    hedge: Hedge | None = None
 
     def __post_init__(self) -> None:
+        check_hedge("run", self.hedge)
         if self.limits is not None and not isinstance(self.limits, Limits):
             raise UsageError(f"limits={self.limits!r}: pass ff.Limits(concurrency=..., resources={{...}})")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):

@@ -9,6 +9,8 @@ from fanfold import _exports
 from fanfold._events import (
     Event,
     FanoutStarted,
+    HedgeStarted,
+    HedgeWon,
     ModelCalled,
     RunFinished,
     RunStarted,
@@ -27,6 +29,8 @@ from fanfold._events import (
 __all__ = [
     "Event",
     "FanoutStarted",
+    "HedgeStarted",
+    "HedgeWon",
     "ModelCalled",
     "RunFinished",
     "RunStarted",
