@@ -15,6 +15,7 @@ below it), then the run's (``ff.run(..., hedge=...)``).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextvars
 import math
@@ -118,9 +119,11 @@ class Book:
 
     def __init__(self) -> None:
         self.latencies: dict[object, Latencies] = {}
+        self.learnt: dict[object, asyncio.Event] = {}  # set once a resource has min_samples
         self.calls = 0
         self.started = 0
         self.won = 0
+        self.wanted: dict[object, int] = {}
 
     def delay(self, hedge: Hedge, key: object) -> float | None:
         """Seconds from admission after which a call of ``key`` is worth a backup (None: not yet
@@ -145,6 +148,18 @@ class Book:
         if seen is None:
             seen = self.latencies[key] = Latencies()
         seen.add(seconds)
+        learnt = self.learnt.get(key)
+        if learnt is not None and len(seen) >= self.wanted.get(key, 1):
+            learnt.set()
+
+    def until_learnt(self, hedge: Hedge, key: object) -> asyncio.Event:
+        """Set once ``key`` has enough latencies for ``hedge``'s quantile (calls admitted before
+        then wait for it, rather than never being hedged)."""
+        event = self.learnt.get(key)
+        if event is None:
+            event = self.learnt[key] = asyncio.Event()
+        self.wanted[key] = min(self.wanted.get(key, hedge.min_samples), hedge.min_samples)
+        return event
 
 
 def book(state: RunState) -> Book:

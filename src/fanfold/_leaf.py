@@ -299,8 +299,13 @@ async def _hedged(leaf: LeafCall, n: int, limit: float | None) -> Any:
         first.add_done_callback(lambda _: admitted.set())  # it may end before it is admitted
         await admitted.wait()
         delay = books.delay(hedge, key)
-        if delay is not None:
-            await asyncio.wait((first,), timeout=delay)
+        if delay is None:  # not learnt yet: wait until it is (or the call ends)
+            learnt = group.create_task(books.until_learnt(hedge, key).wait())
+            await asyncio.wait((first, learnt), return_when=asyncio.FIRST_COMPLETED)
+            learnt.cancel()
+            delay = books.delay(hedge, key)
+        if delay is not None and leaf.began is not None:  # timed from admission
+            await asyncio.wait((first,), timeout=max(0.0, leaf.began + delay - state.clock()))
         second = None
         if not first.done() and delay is not None and books.allows(hedge):
             second = _backup(leaf, books, key, delay)
