@@ -29,6 +29,7 @@ from fanfold._errors import (
 )
 from fanfold._governor import RateLimit
 from fanfold._guard import Blocked, guard
+from fanfold._hedge import Hedge
 from fanfold._limits import Admission, Limiter, Limits
 from fanfold._map_reduce import map_reduce
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
@@ -97,6 +98,7 @@ __all__ = [
     "FanoutFailed",
     "FunctionAgent",
     "Given",
+    "Hedge",
     "JournalEntry",
     "JournalFailed",
     "LLMAgent",

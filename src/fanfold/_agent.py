@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 from fanfold._errors import UsageError
+from fanfold._hedge import Hedge, check_hedge
 from fanfold._retry import RetryPolicy, Timeouts
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class FunctionAgent:
     resources: tuple[str, ...] = ()
     retry: RetryPolicy | None = None
     timeouts: Timeouts | None = None
+    hedge: Hedge | None = None
 
     async def run(self, input: Any, ctx: Context, /) -> Any:
         args = (input, ctx) if self.takes_ctx else (input,)
@@ -74,6 +76,7 @@ def agent(
     resources: Iterable[str] = (),
     retry: RetryPolicy | None = None,
     timeouts: Timeouts | None = None,
+    hedge: Hedge | None = None,
 ) -> Callable[[Callable[..., Any]], FunctionAgent]: ...
 def agent(
     fn: Callable[..., Any] | None = None,
@@ -83,6 +86,7 @@ def agent(
     resources: Iterable[str] = (),
     retry: RetryPolicy | None = None,
     timeouts: Timeouts | None = None,
+    hedge: Hedge | None = None,
 ) -> FunctionAgent | Callable[[Callable[..., Any]], FunctionAgent]:
     """Make a function, sync or async, an agent. Use bare or with options::
 
@@ -95,9 +99,10 @@ def agent(
     if isinstance(resources, str):
         raise UsageError(f"agent(resources={resources!r}) takes a list of names; pass [{resources!r}]")
     names = tuple(resources)
+    check_hedge("agent", hedge)
 
     def wrap(f: Callable[..., Any]) -> FunctionAgent:
-        return _function_agent(f, name=name, resources=names, retry=retry, timeouts=timeouts)
+        return _function_agent(f, name=name, resources=names, retry=retry, timeouts=timeouts, hedge=hedge)
 
     return wrap if fn is None else wrap(fn)
 
@@ -109,6 +114,7 @@ def _function_agent(
     resources: tuple[str, ...],
     retry: RetryPolicy | None,
     timeouts: Timeouts | None,
+    hedge: Hedge | None = None,
 ) -> FunctionAgent:
     if not callable(fn):
         raise UsageError(
@@ -125,6 +131,7 @@ def _function_agent(
         resources=resources,
         retry=retry,
         timeouts=timeouts,
+        hedge=hedge,
     )
 
 

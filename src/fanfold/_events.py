@@ -171,6 +171,22 @@ def _is_json(value: Any) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class HedgeStarted(Event):
+    """A leaf call was still running ``after`` seconds from its admission: a backup call of it
+    was sent (its hedge key: the call's resources, or its agent)."""
+
+    resource: str
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeWon(Event):
+    """A backup call answered first; the call it hedged was cancelled (and counted)."""
+
+    resource: str
+
+
 FINISHED_EVENT: dict[Status, type[TaskFinished]] = {
     Status.SUCCEEDED: TaskSucceeded,
     Status.FAILED: TaskFailed,

@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Self
 
 from fanfold._context import Context
 from fanfold._errors import BudgetExhausted, TaskTimeout
-from fanfold._events import TaskRetrying, TaskStarted
+from fanfold._events import HedgeStarted, HedgeWon, TaskRetrying, TaskStarted
+from fanfold._hedge import SCOPE, Hedge, book
 from fanfold._limits import Admission
 from fanfold._outcome import ErrorInfo
 from fanfold._retry import SIGNALS_ONLY, RetryPolicy, Timeouts, call_with_retries, delay_hint
@@ -55,10 +56,12 @@ class LeafCall(Admission, abc.ABC):
     """
 
     __slots__ = (
+        "admitted",
         "attempt",
         "began",
         "ctx",
         "defers_admission",
+        "hedge",
         "limit",
         "reserved",
         "retry",
@@ -86,6 +89,8 @@ class LeafCall(Admission, abc.ABC):
         self.timeouts: Timeouts | None = None
         self.defers_admission = False
         self.scope: asyncio.Timeout | None = None  # the attempt's timeout, while it runs
+        self.hedge: Hedge | None = None  # the call's own hedge (else its pattern's, or the run's)
+        self.admitted: asyncio.Event | None = None  # set at admission, for a hedged call
 
     # An admission is one call's, not a value: compare and hash by identity.
     __eq__ = object.__eq__
@@ -114,6 +119,14 @@ class LeafCall(Admission, abc.ABC):
         """The wait before the next attempt that ``exc`` asks for (None: the policy's backoff)."""
         return delay_hint(exc)
 
+    def backup(self) -> LeafCall | None:
+        """A second, identical call to hedge this one with (None: this kind cannot be hedged)."""
+        return None
+
+    def hedge_key(self) -> object:
+        """What the latencies a hedge learns from are kept by: the call's resources."""
+        return self.resources
+
     # -- the admitted-call path --------------------------------------------------------------
 
     async def admit(self) -> None:
@@ -126,6 +139,8 @@ class LeafCall(Admission, abc.ABC):
         scope = self.scope
         if scope is not None and self.limit is not None:  # admitted on the wire, inside the attempt's scope
             scope.reschedule(began + self.limit)
+        if self.admitted is not None:  # a hedged call's timer starts now
+            self.admitted.set()
 
     def _begin(self) -> bool:
         """Begin an attempt; True if it is open already: nothing to reserve from the budget, and
@@ -185,6 +200,8 @@ class LeafCall(Admission, abc.ABC):
 def call_leaf(leaf: LeafCall) -> Coroutine[Any, Any, Any]:
     """Make a leaf call: its attempts, retried by its policy, within its task timeout."""
     timeouts = leaf.timeouts or leaf.ctx.run_state.timeouts
+    if leaf.hedge is None:
+        leaf.hedge = SCOPE.get()
     # A plain function, not a coroutine: one frame fewer for every leaf call of every run.
     if timeouts is None:
         return _attempts(leaf, None)
@@ -194,9 +211,10 @@ def call_leaf(leaf: LeafCall) -> Coroutine[Any, Any, Any]:
 
 
 async def _attempts(leaf: LeafCall, limit: float | None) -> Any:
+    attempt = _attempt if leaf.hedge is None else _hedged
     # The first attempt runs outside tenacity: most calls succeed, and they should cost nothing extra.
     try:
-        return await _attempt(leaf, 1, limit)
+        return await attempt(leaf, 1, limit)
     except Exception as first:
         state = leaf.ctx.run_state
         policy = leaf.retry or state.retry or leaf.default_retry
@@ -207,7 +225,7 @@ async def _attempts(leaf: LeafCall, limit: float | None) -> Any:
     async def replay(n: int) -> Any:
         if n == 1:
             raise failed_first
-        return await _attempt(leaf, n, limit)
+        return await attempt(leaf, n, limit)
 
     def on_retry(n: int, delay: float, exc: BaseException) -> None:
         state.retries += 1
@@ -222,6 +240,9 @@ async def _attempt(leaf: LeafCall, n: int, limit: float | None) -> Any:
     leaf.attempt = n
     if not leaf._begin():
         await leaf._open()
+    admitted = leaf.admitted
+    if admitted is not None and leaf.began is not None:  # a hedged call, admitted here: its timer starts
+        admitted.set()
     try:
         budget = leaf.ctx.run_state.ledger.budget
         cancellable = leaf.reserved is not None and budget is not None and budget.in_flight == "cancel"
@@ -260,6 +281,92 @@ async def _bounded(leaf: LeafCall, limit: float | None, cancellable: bool) -> An
             ledger.untrack(scope)
 
 
+async def _hedged(leaf: LeafCall, n: int, limit: float | None) -> Any:
+    """One attempt, hedged: if it is still running its hedge's delay after its admission (not
+    after it was queued), a backup call goes through the same admitted path (budget, admission,
+    accounting); the first success wins and the other is cancelled, counted like any
+    cancelled call. Both failing raise the first call's error, to the attempt loop."""
+    hedge = leaf.hedge
+    assert hedge is not None
+    state = leaf.ctx.run_state
+    books = book(state)
+    key = leaf.hedge_key()
+    books.calls += 1
+    admitted = leaf.admitted = asyncio.Event()
+    failed: Exception | None = None
+    async with asyncio.TaskGroup() as group:
+        first = group.create_task(_timed(leaf, n, limit, key))
+        first.add_done_callback(lambda _: admitted.set())  # it may end before it is admitted
+        await admitted.wait()
+        delay = books.delay(hedge, key)
+        if delay is None:  # not learnt yet: wait until it is (or the call ends)
+            learnt = group.create_task(books.until_learnt(hedge, key).wait())
+            await asyncio.wait((first, learnt), return_when=asyncio.FIRST_COMPLETED)
+            learnt.cancel()
+            delay = books.delay(hedge, key)
+        if delay is not None and leaf.began is not None:  # timed from admission
+            await asyncio.wait((first,), timeout=max(0.0, leaf.began + delay - state.clock()))
+        second = None
+        if not first.done() and delay is not None and books.allows(hedge):
+            second = _backup(leaf, books, key, delay)
+        if second is None:
+            failed, value = await first
+            if failed is None:
+                return value
+        racers = set() if second is None else {first, group.create_task(_timed(second, n, limit, key))}
+        while racers:
+            done, racers = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
+            for racer in sorted(done, key=lambda task: task is not first):  # the first call first
+                error, value = racer.result()
+                if error is None:
+                    for loser in racers:
+                        loser.cancel()  # through the normal path: released, and counted
+                    if racer is not first:
+                        _won(leaf, books, key)
+                    return value
+                if racer is first:
+                    failed = error
+    assert failed is not None
+    raise failed  # out here: raised in the group, it would come out as an ExceptionGroup
+
+
+def _backup(leaf: LeafCall, books: Any, key: object, delay: float) -> LeafCall | None:
+    backup = leaf.backup()
+    if backup is not None:
+        books.started += 1
+        state = leaf.ctx.run_state
+        if state.bus.active:
+            state.bus.emit(HedgeStarted(state.run_id, leaf.ctx.path, state.now(), _label(key), delay))
+    return backup
+
+
+def _won(leaf: LeafCall, books: Any, key: object) -> None:
+    books.won += 1
+    state = leaf.ctx.run_state
+    if state.bus.active:
+        state.bus.emit(HedgeWon(state.run_id, leaf.ctx.path, state.now(), _label(key)))
+
+
+def _label(key: object) -> str:
+    return ",".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+async def _timed(leaf: LeafCall, n: int, limit: float | None, key: object) -> tuple[Exception | None, Any]:
+    """One attempt of a hedged call: its error or its value, and its latency learnt."""
+    state = leaf.ctx.run_state
+    try:
+        value = await _attempt(leaf, n, limit)
+    except Exception as exc:  # the hedge decides: the other call may still succeed
+        return exc, None
+    except asyncio.CancelledError:
+        if leaf.began is not None:  # the loser: at least this slow
+            book(state).learn(key, state.clock() - leaf.began)
+        raise
+    if leaf.began is not None:
+        book(state).learn(key, state.clock() - leaf.began)
+    return None, value
+
+
 async def within(seconds: float, coro: Coroutine[Any, Any, Any], what: str) -> Any:
     """Await ``coro`` for at most ``seconds``; our own expiry becomes :class:`TaskTimeout`
     (a ``TimeoutError`` the agent raised itself stays what it is)."""
@@ -281,21 +388,32 @@ class AgentCall(LeafCall):
     one input. It may name ``resources``, and have a ``retry`` and ``timeouts`` of its own.
     The task it runs as starts when its first attempt is admitted."""
 
-    __slots__ = ("agent", "value")
+    __slots__ = ("agent", "is_backup", "value")
 
     def __init__(self, agent: Any, value: Any, ctx: Context) -> None:
         super().__init__(ctx, getattr(agent, "resources", ()))
         self.retry = getattr(agent, "retry", None)
         self.timeouts = getattr(agent, "timeouts", None)
+        self.hedge = getattr(agent, "hedge", None)
         self.agent = agent
         self.value = value
+        self.is_backup = False
+
+    def backup(self) -> AgentCall:
+        backup = AgentCall(self.agent, self.value, self.ctx)
+        backup.hedge, backup.is_backup = None, True
+        return backup
+
+    def hedge_key(self) -> object:
+        agent = self.agent
+        return self.resources or f"agent:{getattr(agent, 'name', None) or type(agent).__name__}"
 
     def begin(self) -> None:
         self.ctx.attempt = self.attempt
 
     def send(self) -> Awaitable[Any]:
         ctx = self.ctx
-        if self.attempt == 1:
+        if self.attempt == 1 and not self.is_backup:
             state = ctx.run_state
             assert self.began is not None
             ctx.start = self.began - state.started

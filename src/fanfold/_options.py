@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 from fanfold._backend import BackendOption, check_backend
 from fanfold._errors import UsageError
 from fanfold._events import Callback
+from fanfold._hedge import Hedge, check_hedge
 from fanfold._limits import Limiter, Limits
 from fanfold._records import Store
 from fanfold._retry import RetryPolicy, Timeouts
@@ -43,6 +44,7 @@ class RunOptions(TypedDict, total=False):
     metadata: dict[str, Any] | None
     trace: bool | Tracing | None
     backend: BackendOption
+    hedge: Hedge | None
 
 
 class UnknownOption(UsageError, TypeError):
@@ -70,10 +72,12 @@ class Settings:
     metadata: dict[str, Any] | None = None
     trace: bool | Tracing | None = None
     backend: BackendOption = None
+    hedge: Hedge | None = None
 
     def __post_init__(self) -> None:
         as_tracing(self.trace)  # names a bad value
         check_backend(self.backend)
+        check_hedge("run", self.hedge)
         if self.limits is not None and not isinstance(self.limits, Limits):
             raise UsageError(f"limits={self.limits!r}: pass ff.Limits(concurrency=..., resources={{...}})")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):

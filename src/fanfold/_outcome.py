@@ -97,6 +97,8 @@ class Summary:
     leaf_calls: int
     usage: Usage = field(default_factory=Usage)
     resumed: int = 0
+    hedges: int = 0  # backup calls sent for slow leaf calls (ff.Hedge)
+    hedges_won: int = 0  # of which answered first
 
     @property
     def parallelism(self) -> float:
@@ -115,6 +117,8 @@ class Summary:
             "leaf_calls": self.leaf_calls,
             "usage": self.usage.as_dict(),
             "resumed": self.resumed,
+            "hedges": self.hedges,
+            "hedges_won": self.hedges_won,
         }
 
     @property

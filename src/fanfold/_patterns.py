@@ -17,6 +17,7 @@ from fanfold._agent import Agent, FunctionAgent, agent_name, as_agent
 from fanfold._context import Context
 from fanfold._errors import RaceFailed, UsageError
 from fanfold._fanout import Fanout
+from fanfold._hedge import SCOPE, Hedge, check_hedge
 from fanfold._outcome import Outcome, Status
 from fanfold._policy import Collect, FailurePolicy, Tally, Verdict
 from fanfold._task import run_step
@@ -178,6 +179,7 @@ class Map(Pattern):
     key: Callable[[Any], Hashable] | None = None
     timeout: float | None = None
     name: str = "map"
+    hedge: Hedge | None = None
 
     async def run(self, input: Any, ctx: Context, /) -> list[Any]:
         if isinstance(input, (str, bytes, Mapping)) or not isinstance(input, (Iterable, AsyncIterable)):
@@ -193,7 +195,14 @@ class Map(Pattern):
         fanout = Fanout(
             ctx, "map", source, policy=self.policy, total=total, window=self.window, key=self.key, timeout=self.timeout
         )
-        outcomes = await fanout.run()
+        if self.hedge is None:
+            outcomes = await fanout.run()
+        else:  # every leaf below, unless it has a hedge of its own
+            token = SCOPE.set(self.hedge)
+            try:
+                outcomes = await fanout.run()
+            finally:
+                SCOPE.reset(token)
         return [o.value for o in outcomes if o.status is Status.SUCCEEDED]
 
 
@@ -209,6 +218,7 @@ def map(  # noqa: A001 - the pattern's name, used as ff.map
     window: int | None = None,
     key: Callable[[Any], Hashable] | None = None,
     timeout: float | None = None,
+    hedge: Hedge | None = None,
 ) -> Map:
     """One agent over many inputs; results in input order.
 
@@ -217,6 +227,7 @@ def map(  # noqa: A001 - the pattern's name, used as ff.map
     outcomes). ``key(input)`` names each outcome; ``timeout`` bounds each input.
     The value is the list of successful results in input order; ``Result.outcomes`` has one
     outcome per input.
+    ``hedge`` sends a backup call for a leaf call below that is slow (``ff.Hedge``).
 
     >>> ff.run_sync(ff.map(str.upper), ["a", "b"]).output
     ['A', 'B']
@@ -225,7 +236,8 @@ def map(  # noqa: A001 - the pattern's name, used as ff.map
     _check_timeout("map", timeout)
     policy = policy or Collect()
     check_policy("map", policy)
-    return Map(as_worker(agent, "map"), policy, window, key, timeout)
+    check_hedge("map", hedge)
+    return Map(as_worker(agent, "map"), policy, window, key, timeout, hedge=hedge)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

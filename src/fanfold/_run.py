@@ -14,6 +14,8 @@ from fanfold._agent import agent_name, as_agent
 from fanfold._context import Context, RunState
 from fanfold._errors import RunFailed, UsageError
 from fanfold._events import Event, EventBus, RunFinished, RunStarted
+from fanfold._hedge import SCOPE
+from fanfold._hedge import counts as hedge_counts
 from fanfold._journal import describe, open_journal
 from fanfold._options import RunOptions, Settings, check_options, signature_with_options
 from fanfold._outcome import ErrorInfo, Outcome, Status, Summary
@@ -264,7 +266,11 @@ class Run:
             if self._cancel_requested:  # cancelled before it began: begin, so each input gets its outcome
                 asyncio.current_task().cancel()  # type: ignore[union-attr]
             async with asyncio.timeout_at(state.deadline):
-                await execute(self._spec, self._input, root, report)
+                token = SCOPE.set(self._options.hedge)  # the run's hedge: for every leaf without one
+                try:
+                    await execute(self._spec, self._input, root, report)
+                finally:
+                    SCOPE.reset(token)
                 if self._cancel_requested:
                     await asyncio.sleep(0)  # deliver a cancel that came after the root's last await
         except TimeoutError:
@@ -297,6 +303,7 @@ class Run:
             leaf_calls=state.leaf_calls,
             usage=state.ledger.spent,
             resumed=sink.resumed,
+            **hedge_counts(state),
         )
         error = root.error if root is not None and status is RunStatus.FAILED else None
         result: Result[Any] = Result(
@@ -371,7 +378,9 @@ async def run(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Re
     - ``trace``: ``True`` or a :class:`Tracing`: OpenTelemetry spans and metrics of the run (the
       run, each task, each model request), after the GenAI semantic conventions;
     - ``backend``: where sync function agents run: ``"threads"`` (the default), ``"processes"``,
-      ``"ray"`` (or :class:`Processes`, :class:`Ray`); the scheduler and governor stay here.
+      ``"ray"`` (or :class:`Processes`, :class:`Ray`); the scheduler and governor stay here;
+    - ``hedge``: an ``ff.Hedge``: a backup call for any leaf call slower than its trigger, timed
+      from admission, capped per run (``Summary.hedges``, ``Summary.hedges_won``).
 
     Raises :class:`RunFailed` when the root task fails; ``error.result`` keeps what finished. A
     keyword that is no option raises :class:`UsageError` (also a ``TypeError``) naming it.

@@ -21,7 +21,7 @@ PUBLIC = [
     # Patterns: votes over several agents and their rules, guards, and the input passed along
     "AtLeast", "Blocked", "Given", "Majority", "VoteRule", "guard", "with_input",
     # LLM agents and the provider governor
-    "Budget", "BudgetExhausted", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
+    "Budget", "BudgetExhausted", "Hedge", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
     # Durable runs
     "JournalEntry", "JournalFailed", "MemoryStore", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
     # Traces (OpenTelemetry)

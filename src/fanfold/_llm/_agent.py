@@ -28,6 +28,7 @@ from pydantic_core import to_json
 
 from fanfold._context import Context, RunState
 from fanfold._errors import UsageError
+from fanfold._hedge import SCOPE, Hedge, check_hedge
 from fanfold._llm._model_call import ModelCall
 from fanfold._llm._providers import ModelRef, build_model, builds_client, parse_model
 from fanfold._retry import RetryPolicy
@@ -129,7 +130,9 @@ class LLMAgent:
         instructions: str | None = None,
         direct: bool = False,
         settings: ModelSettings | None = None,
+        hedge: Hedge | None = None,
     ) -> None:
+        self._hedge = hedge
         self._agent = agent
         self._retry = retry
         self._ref = ref
@@ -170,6 +173,7 @@ class LLMAgent:
     async def run(self, input: Any, ctx: Context) -> Any:
         model = self._governed(ctx.run_state)
         token = _CALLER.set(ctx)
+        hedged = None if self._hedge is None else SCOPE.set(self._hedge)  # for its model requests
         try:
             if self._direct and not self._run_options:
                 text = await self._ask(model, input)
@@ -179,6 +183,8 @@ class LLMAgent:
             result = await self._agent.run(self._render(input), model=model, **self._run_options)
         finally:
             _CALLER.reset(token)
+            if hedged is not None:
+                SCOPE.reset(hedged)
         retries = _output_retries(result.new_messages())
         if retries:
             extra = Usage(output_retries=retries)
@@ -266,6 +272,7 @@ def llm(
     estimate: Estimator = estimate_input_tokens,
     output_tokens: int = 512,
     retry: RetryPolicy | None = None,
+    hedge: Hedge | None = None,
 ) -> LLMAgent:
     """An LLM agent on pydantic-ai: instructions, tools, structured output, any provider.
 
@@ -285,7 +292,8 @@ def llm(
     give one, else at the larger of ``output_tokens`` and what the model's answers have used.
     ``retry`` is the policy for this agent's model requests; without it they follow the run's
     ``retry``, else the default for model requests (8 attempts of transient errors, backoff from
-    half a second, at most 10 minutes in all).
+    half a second, at most 10 minutes in all). ``hedge`` (``ff.Hedge``) sends a backup request
+    for one still unanswered at a latency quantile learnt for its model, or a fixed delay.
 
     >>> from pydantic_ai.models.test import TestModel
     >>> ff.run_sync(ff.map(ff.llm(TestModel(custom_output_text="ok"))), ["a", "b"]).output
@@ -295,6 +303,7 @@ def llm(
         raise UsageError(f"ff.llm(output_tokens={output_tokens!r}): pass a whole number of tokens >= 1")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise UsageError(f"ff.llm(retry={retry!r}): pass ff.RetryPolicy(retry_on=..., attempts=...)")
+    check_hedge("ff.llm", hedge)
     if price is not None and not isinstance(price, Price):
         raise UsageError(f"ff.llm(price={price!r}): pass ff.Price(input=..., output=...) in dollars per million tokens")
     ref: ModelRef | None = None
@@ -348,4 +357,5 @@ def llm(
         instructions=instructions,
         direct=agent_built and not tools and output_type is str,
         settings=model_settings,
+        hedge=hedge,
     )

@@ -224,6 +224,12 @@ class _Request(LeafCall):
         self.model_call = model_call
         self.send_request = send
 
+    def backup(self) -> _Request | None:
+        """A hedge's backup: the same request, sent again (a stream is not hedged)."""
+        if self.send_request is None:
+            return None
+        return _Request(self.model_call, self.ctx, dict(self.cost or {}), self.send_request)
+
     def begin(self) -> tuple[float, float]:
         self.wire = Wire(self.admit if self.defers_admission else None)
         assert self.cost is not None

@@ -122,7 +122,8 @@ class Latency:
     ``median`` seconds; ``sigma`` sets the tail: the log-space standard deviation for
     ``"lognormal"``, the reciprocal of the shape for ``"pareto"`` (heavier tail). Each output
     token adds ``per_output_token`` seconds; ``maximum`` caps the total. Streaming spreads the
-    time over its chunks.
+    time over its chunks. A slow tail: ``slow_fraction`` of the requests (drawn from the same
+    value) take ``slow_factor`` times as long, the stragglers a hedge is for.
 
     >>> Latency.fixed(0.05).draw(random.Random(0))
     0.05
@@ -135,8 +136,13 @@ class Latency:
     distribution: Literal["lognormal", "pareto", "fixed"] = "lognormal"
     per_output_token: float = 0.0
     maximum: float | None = None
+    slow_fraction: float = 0.0
+    slow_factor: float = 10.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.slow_fraction <= 1:
+            raise UsageError(f"Latency(slow_fraction={self.slow_fraction!r}): pass a fraction of requests in [0, 1]")
+        _check_number("Latency(slow_factor=...)", self.slow_factor)
         _check_number("Latency(median=...)", self.median)
         _check_number("Latency(sigma=...)", self.sigma)
         _check_number("Latency(per_output_token=...)", self.per_output_token)
@@ -159,6 +165,8 @@ class Latency:
             base = self.median * math.exp(self.sigma * _normal_quantile(u))
         else:  # pareto with its median at `median`: x_m * U**-sigma, x_m = median * 2**-sigma
             base = self.median * (2.0 * (1.0 - u)) ** -self.sigma
+        if self.slow_fraction and (u * 1e6) % 1.0 < self.slow_fraction:  # low digits: independent of base
+            base *= self.slow_factor
         return base if self.maximum is None else min(base, self.maximum)
 
     def total(self, base: float, output_tokens: int) -> float:

@@ -1,0 +1,198 @@
+"""Hedging (ff.Hedge): a backup call for a slow leaf call, timed from its admission, capped per
+run, through the one leaf boundary; the first success wins and the loser is cancelled and counted.
+Timings run on a virtual clock: sleeps take no real time and happen in a deterministic order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fanfold as ff
+from fanfold import events
+from fanfold.testing import EventLog, VirtualClock
+
+
+class Straggler:
+    """An agent whose first call on some inputs is slow; later calls (a backup) are fast.
+    It counts calls, and calls cancelled (the losers)."""
+
+    def __init__(self, slow: set[int], fast: float = 1.0, slow_for: float = 100.0) -> None:
+        self.slow, self.fast, self.slow_for = slow, fast, slow_for
+        self.calls: Counter[int] = Counter()
+        self.cancelled = 0
+
+    async def __call__(self, x: int) -> int:
+        self.calls[x] += 1
+        try:
+            await asyncio.sleep(self.slow_for if x in self.slow and self.calls[x] == 1 else self.fast)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return x * 10
+
+
+def test_a_call_waiting_for_admission_triggers_no_backup(clock: VirtualClock) -> None:
+    # Concurrency 1: input 9 waits 9 s to be admitted, far past the 2 s trigger; each call then
+    # runs 1 s. Timed from admission, nothing is hedged.
+    straggler = Straggler(slow=set())
+    hedged = ff.agent(straggler, hedge=ff.Hedge(after=2.0, max_extra=1.0))
+    result = ff.run_sync(ff.map(hedged), range(10), limits=ff.Limits(concurrency=1))
+    assert result.output == [x * 10 for x in range(10)]
+    assert result.summary.hedges == 0
+    assert sum(straggler.calls.values()) == 10 == result.summary.leaf_calls
+    assert clock.now == pytest.approx(10.0)
+
+
+def test_a_slow_call_is_hedged_the_backup_wins_and_the_loser_is_cancelled_and_counted(clock: VirtualClock) -> None:
+    straggler = Straggler(slow={3, 7})
+    log = EventLog()
+    hedged = ff.agent(straggler, name="straggler", hedge=ff.Hedge(after=2.0, max_extra=0.5))
+    result = ff.run_sync(ff.map(hedged), range(10), on_event=log)
+    assert result.output == [x * 10 for x in range(10)]
+    assert (result.summary.hedges, result.summary.hedges_won) == (2, 2)
+    assert straggler.calls == Counter({x: 2 if x in (3, 7) else 1 for x in range(10)})
+    assert straggler.cancelled == 2  # the slow first calls, cancelled when their backups answered
+    assert result.summary.leaf_calls == 12  # the losers are counted
+    assert clock.now == pytest.approx(3.0)  # 2 s to the trigger, 1 s for the backup
+    started = log.of_type(events.HedgeStarted)
+    assert sorted(e.path for e in started) == ["map[3]", "map[7]"]
+    assert {e.resource for e in started} == {"agent:straggler"}
+    assert [e.after for e in started] == [2.0, 2.0]
+    assert sorted(e.path for e in log.of_type(events.HedgeWon)) == ["map[3]", "map[7]"]
+    assert result.summary.as_dict()["hedges"] == 2
+
+
+def test_a_backup_that_is_slower_loses_and_is_cancelled(clock: VirtualClock) -> None:
+    calls = Counter[int]()
+
+    async def second_is_slower(x: int) -> str:
+        calls[x] += 1
+        n = calls[x]
+        await asyncio.sleep(3.0 if n == 1 else 50.0)
+        return f"call {n}"
+
+    hedged = ff.agent(second_is_slower, hedge=ff.Hedge(after=2.0, max_extra=None, max_hedges=5))
+    result = ff.run_sync(ff.map(hedged), range(3))
+    assert result.output == ["call 1"] * 3
+    assert (result.summary.hedges, result.summary.hedges_won) == (3, 0)
+    assert result.summary.leaf_calls == 6
+    assert clock.now == pytest.approx(3.0)
+
+
+def test_when_the_first_call_fails_the_backup_decides(clock: VirtualClock) -> None:
+    calls = Counter[int]()
+
+    async def first_fails_late(x: int) -> str:
+        calls[x] += 1
+        if calls[x] == 1:
+            await asyncio.sleep(2.5)
+            raise ValueError("first call failed")
+        await asyncio.sleep(1.0)
+        return "backup"
+
+    hedged = ff.agent(first_fails_late, hedge=ff.Hedge(after=2.0, max_extra=None, max_hedges=1))
+    result = ff.run_sync(ff.map(hedged), [1, 2])
+    # Input 1 is hedged (the backup answers); input 2 finds the cap reached and fails.
+    by_input = {o.index: o for o in result.outcomes}
+    assert by_input[0].value == "backup"
+    assert by_input[1].status is ff.Status.FAILED
+    assert "first call failed" in str(by_input[1].error)
+    assert result.summary.hedges_won == 1
+
+
+def test_the_trigger_is_a_quantile_learnt_per_resource(clock: VirtualClock) -> None:
+    # Calls take 1 s, one in ten of the first 20 takes 4 s; the 20 samples put p90 at 4 s...
+    slow_at = {5, 15}
+    calls = Counter[int]()
+
+    async def work(x: int) -> int:
+        calls[x] += 1
+        first = calls[x] == 1
+        await asyncio.sleep(4.0 if x in slow_at else 40.0 if x == 30 and first else 1.0)
+        return x
+
+    log = EventLog()
+    hedge = ff.Hedge(after="p80", max_extra=1.0, min_samples=20)
+    result = ff.run_sync(
+        ff.map(ff.agent(work, resources=["db"]), hedge=hedge),
+        range(31),
+        limits=ff.Limits(concurrency=2),  # room for the backup
+        on_event=log,
+    )
+    assert result.output == list(range(31))
+    # Nothing is hedged before 20 calls are learnt; then p80 of (28 x 1 s, 2 x 4 s) is 1 s, and
+    # only the 40 s straggler (input 30) runs past it.
+    started = log.of_type(events.HedgeStarted)
+    assert [(e.path, e.resource) for e in started] == [("map[30]", "db")]
+    assert started[0].after == pytest.approx(1.0)
+    assert result.summary.hedges_won == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    slow=st.sets(st.integers(0, 59), max_size=60),
+    max_extra=st.sampled_from([0.0, 0.05, 0.1, 0.5]),
+    max_hedges=st.none() | st.integers(0, 10),
+)
+def test_the_cap_holds_and_every_call_is_counted(slow: set[int], max_extra: float, max_hedges: int | None) -> None:
+    straggler = Straggler(slow=slow)
+    hedge = ff.Hedge(after=2.0, max_extra=max_extra, max_hedges=max_hedges)
+    with VirtualClock():
+        result = ff.run_sync(ff.map(ff.agent(straggler), hedge=hedge), range(60), limits=ff.Limits(concurrency=8))
+    assert result.output == [x * 10 for x in range(60)]
+    hedges = result.summary.hedges
+    assert hedges <= max_extra * 60
+    if max_hedges is not None:
+        assert hedges <= max_hedges
+    assert sum(straggler.calls.values()) == 60 + hedges == result.summary.leaf_calls
+    assert result.summary.hedges_won <= hedges
+
+
+def test_the_runs_hedge_applies_to_leaves_without_their_own(clock: VirtualClock) -> None:
+    straggler = Straggler(slow={1})
+    result = ff.run_sync(ff.map(straggler), range(4), hedge=ff.Hedge(after=2.0, max_extra=None, max_hedges=1))
+    assert (result.summary.hedges, result.summary.hedges_won) == (1, 1)
+    assert clock.now == pytest.approx(3.0)
+    never = ff.agent(Straggler(slow={1}), hedge=ff.Hedge(after=2.0, max_hedges=0))  # its own wins
+    run_hedge = ff.Hedge(after=2.0, max_extra=None, max_hedges=1)
+    assert ff.run_sync(ff.map(never), range(4), hedge=run_hedge).summary.hedges == 0
+
+
+def test_a_backup_waits_for_admission_like_any_call(clock: VirtualClock) -> None:
+    straggler = Straggler(slow={0, 1, 2})
+    hedge = ff.Hedge(after=2.0, max_extra=1.0)
+    result = ff.run_sync(ff.map(ff.agent(straggler), hedge=hedge), range(3), limits=ff.Limits(concurrency=3))
+    assert result.summary.hedges == 3
+    # Concurrency 3, all three slow: the backups wait for admission like any call (they hold no
+    # slot meanwhile), the first calls answer first, and every call that was made is counted.
+    assert clock.now == pytest.approx(100.0)
+    assert result.summary.hedges_won == 0
+    assert sum(straggler.calls.values()) == result.summary.leaf_calls
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"after": "x95"}, "after='x95'"),
+        ({"after": "p100"}, "after='p100'"),
+        ({"after": -1}, "after=-1"),
+        ({"max_extra": -0.1}, "max_extra=-0.1"),
+        ({"max_hedges": 1.5}, "max_hedges=1.5"),
+        ({"max_extra": None}, "no cap"),
+        ({"min_samples": 0}, "min_samples=0"),
+    ],
+)
+def test_bad_hedges_are_named(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ff.UsageError, match=message):
+        ff.Hedge(**options)  # type: ignore[arg-type]
+
+
+def test_hedge_must_be_a_hedge() -> None:
+    with pytest.raises(ff.UsageError, match=r"map\(hedge=2.0\)"):
+        ff.map(str.upper, hedge=2.0)  # type: ignore[arg-type]
+    with pytest.raises(ff.UsageError, match=r"run\(hedge='p95'\)"):
+        ff.run_sync(ff.map(str.upper), ["a"], hedge="p95")  # type: ignore[arg-type]
