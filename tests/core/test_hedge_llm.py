@@ -13,8 +13,7 @@ from fanfold.testing import Latency, SimulatedProvider
 KEY = "sk-test-do-not-leak-0123456789"
 
 
-# Counting a request cancelled in flight (the loser of a hedge) is another change (Usage gains
-# estimated_requests); until it is in, the provider serves more requests than the run counts.
+# The loser of a hedge is cancelled in flight, and counted: the provider and the run agree.
 def test_hedged_requests_win_on_a_slow_tail_and_every_request_is_counted() -> None:
     # One request in five is 200x slower (2 s); a backup goes out 0.1 s after admission.
     latency = Latency(median=0.01, distribution="fixed", sigma=0.0, slow_fraction=0.2, slow_factor=200.0)
