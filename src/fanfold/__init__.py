@@ -41,6 +41,9 @@ from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import vote
 
 if TYPE_CHECKING:  # the wings, loaded on first use (see _LAZY); type checkers see them as imported
+    from fanfold._adapters._adapt import adapt
+    from fanfold._adapters._base import ForeignAgentError
+    from fanfold._adapters._clients import anthropic_client, openai_client
     from fanfold._llm._agent import LLMAgent, llm
     from fanfold._store._memory import MemoryStore
     from fanfold._store._postgres import PostgresStore
@@ -54,6 +57,10 @@ __version__ = "0.1.0"
 # Public names from the wings: `import fanfold` loads none of them (nor pydantic-ai, an HTTP
 # client or a database driver); the first use of a name imports its wing.
 _LAZY = {
+    "ForeignAgentError": "fanfold._adapters._base:ForeignAgentError",
+    "adapt": "fanfold._adapters._adapt:adapt",
+    "anthropic_client": "fanfold._adapters._clients:anthropic_client",
+    "openai_client": "fanfold._adapters._clients:openai_client",
     "LLMAgent": "fanfold._llm._agent:LLMAgent",
     "llm": "fanfold._llm._agent:llm",
     "MemoryStore": "fanfold._store._memory:MemoryStore",
@@ -84,6 +91,7 @@ __all__ = [
     "FailurePolicy",
     "FanfoldError",
     "FanoutFailed",
+    "ForeignAgentError",
     "FunctionAgent",
     "JournalEntry",
     "JournalFailed",
@@ -129,7 +137,9 @@ __all__ = [
     "Verdict",
     "VoteFailed",
     "__version__",
+    "adapt",
     "agent",
+    "anthropic_client",
     "as_completed",
     "as_completed_sync",
     "events",
@@ -137,6 +147,7 @@ __all__ = [
     "map",
     "map_reduce",
     "member",
+    "openai_client",
     "parallel",
     "race",
     "run",

@@ -24,6 +24,8 @@ PUBLIC = [
     "JournalEntry", "JournalFailed", "MemoryStore", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
     # Teams
     "Brief", "Plan", "PlanRejected", "PlanRequest", "Split", "Subtask", "TeamCaps", "TeamResult", "member", "team",
+    # Other frameworks' agents
+    "ForeignAgentError", "adapt", "anthropic_client", "openai_client",
 ]  # fmt: skip
 
 
