@@ -9,7 +9,7 @@ it depends on whether its model calls go through a client fanfold lent it
   provider resource. Usage comes from those requests; what the framework reports beyond them
   (a model it calls through a client of its own) is charged once the run ends.
 - **one leaf**: otherwise the whole agent run is one admitted leaf call, on ``resources``
-  (``[<framework>]`` by default: ``ff.Limits(resources={"crewai": ff.RateLimit(...)})`` bounds
+  (``[<framework>]`` by default: ``ff.Limits(resources={"crewai": 4})`` bounds
   it), refused once the budget is exhausted, and charged what the framework reports.
 
 Frameworks that report a failure instead of raising it (agno's ``RunStatus.error``, ADK's

@@ -3,7 +3,7 @@
 CrewAI makes its model calls with the *sync* OpenAI client in a worker thread, and lets no
 client be supplied but through a private attribute, so fanfold cannot govern its requests one
 by one. Instead the whole crew run is one admitted leaf call on ``resources`` (``["crewai"]``
-by default: ``ff.Limits(resources={"crewai": ff.RateLimit(concurrency=4)})``), refused once the
+by default: ``ff.Limits(resources={"crewai": 4})``), refused once the
 budget is exhausted and charged the crew's ``token_usage``. Each input runs on a copy of the
 crew (CrewAI's usage is cumulative per ``Crew`` object). Cancelling the task does not stop the
 worker thread: set ``LLM(timeout=...)`` to bound it.
