@@ -155,13 +155,14 @@ def uses_governed_client(obj: Any, limit: int = 20_000) -> bool:
         if isinstance(item, list | tuple | set | frozenset):
             stack.extend(item)
             continue
-        if type(item).__module__ in ("builtins", "asyncio", "threading", "logging"):
+        if type(item).__module__ in _OPAQUE and not callable(item):
             continue
         stack.extend(_parts(item))
     return False
 
 
 _LEAVES = (str, bytes, int, float, bool, type(None), type(os))
+_OPAQUE = ("builtins", "asyncio", "threading", "logging", "weakref")
 
 
 def _parts(item: Any) -> list[Any]:
