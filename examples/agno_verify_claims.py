@@ -50,7 +50,9 @@ def answer(request: SimRequest) -> str:
 def plan(request: ff.PlanRequest) -> dict[str, Any]:
     """The leader, in code: one verification per claim, merged by :func:`tally`."""
     return {
-        "subtasks": [{"id": "verify", "member": "verifier", "instruction": "Check the claim.", "split": {"by": "each"}}],
+        "subtasks": [
+            {"id": "verify", "member": "verifier", "instruction": "Check the claim.", "split": {"by": "each"}}
+        ],
         "merge": "concat",  # the team's merge= (tally) overrides it
     }
 

@@ -11,10 +11,10 @@ from agno.agent import Agent
 from agno.models.openai import OpenAIChat
 from agno.team import Team
 from agno.workflow import Step, Workflow
+from tests.adapters.helpers import KEY, served
 
 import fanfold as ff
 from fanfold.testing import Faults, Latency, SimRequest, SimulatedProvider
-from tests.adapters.helpers import KEY, served
 
 CLAIMS = [f"claim {i}" for i in range(8)]
 

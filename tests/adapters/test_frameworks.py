@@ -13,10 +13,10 @@ from google.adk.models.anthropic_llm import AnthropicLlm
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, MessagesState, StateGraph
+from tests.adapters.helpers import KEY, anthropic, served
 
 import fanfold as ff
 from fanfold.testing import Faults, Latency, SimRequest, SimulatedProvider
-from tests.adapters.helpers import KEY, anthropic, served
 
 QUESTIONS = [f"q{i}" for i in range(6)]
 

@@ -16,7 +16,8 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 
 def example(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, name, module)
     spec.loader.exec_module(module)
@@ -31,7 +32,8 @@ def test_one_foreign_verifier_checks_every_claim_at_once_under_one_limit(
     result, stats = asyncio.run(claims.verify(framework, latency=0.05))
     team = result.output
     assert team.answer == f"12 of {len(claims.CLAIMS)} claims hold"
-    assert len(team.results) == len(claims.CLAIMS) and team.complete
+    assert len(team.results) == len(claims.CLAIMS)
+    assert team.complete
     assert 1 < stats.peak_concurrency <= 8  # the one agent's runs overlap, within the shared limit
     usage = result.summary.usage
     assert usage.requests == stats.requests == len(claims.CLAIMS)  # within the budget of 100, counted once

@@ -144,7 +144,7 @@ def uses_governed_client(obj: Any, limit: int = 20_000) -> bool:
     stack = [obj]
     while stack and len(seen) < limit:
         item = stack.pop()
-        if id(item) in seen or isinstance(item, _LEAVES) or isinstance(item, type):
+        if id(item) in seen or isinstance(item, (_LEAVES, type)):
             continue
         seen.add(id(item))
         if is_governed_client(item):

@@ -24,10 +24,9 @@ class LangChainAgent(ForeignAgent):
     async def invoke(self, input: Any, ctx: Context) -> tuple[Any, Usage]:
         callbacks = require("langchain_core.callbacks", "langchain")
         messages = require("langchain_core.messages", "langchain")
-        if isinstance(input, str) and _is_graph(self.agent):
-            input = {"messages": [("user", input)]}
+        value = {"messages": [("user", input)]} if isinstance(input, str) and _is_graph(self.agent) else input
         with callbacks.get_usage_metadata_callback() as seen:
-            output = await self.agent.ainvoke(input)
+            output = await self.agent.ainvoke(value)
         usage = Usage()
         for metadata in seen.usage_metadata.values():
             usage += Usage(input_tokens=metadata["input_tokens"], output_tokens=metadata["output_tokens"])
