@@ -31,8 +31,8 @@ class LangChainAgent(ForeignAgent):
         for metadata in seen.usage_metadata.values():
             usage += Usage(input_tokens=metadata["input_tokens"], output_tokens=metadata["output_tokens"])
         if isinstance(output, messages.BaseMessage):
-            output = output.text if hasattr(output, "text") else output.content
-            output = output() if callable(output) else output
+            content = output.content
+            return (content if isinstance(content, str) else str(output.text)), usage
         return output, usage
 
 
