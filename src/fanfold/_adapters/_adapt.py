@@ -22,10 +22,11 @@ def adapt(
     put its runs on ``resources`` (when it runs as one leaf), or to say whether its model calls
     go through a client fanfold lent it (``governed``; found by looking through it otherwise).
 
-    >>> ff.adapt(print)
+    >>> async def check(claim: str) -> str:
+    ...     return "holds"
+    >>> ff.adapt(check)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ...
-    fanfold.UsageError: ff.adapt(<built-in function print>): not an agent of a framework fanfold adapts (...)
+    fanfold.UsageError: ff.adapt(<function check ...>): not an agent of a framework fanfold adapts ...
     """
     adapted = as_agent(agent, where="ff.adapt")
     if not isinstance(adapted, ForeignAgent):
