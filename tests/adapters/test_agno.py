@@ -135,3 +135,15 @@ def test_429s_pause_the_resource_and_are_retried_by_fanfold(status: int) -> None
     assert sim.stats.status_429 == 2
     assert result.summary.usage.throttled == 2
     assert result.summary.usage.requests == sim.stats.requests == 4
+
+
+def test_a_budget_refuses_an_agent_run_as_one_leaf_once_spent() -> None:
+    async def body(sim: SimulatedProvider, client: Any) -> ff.Result[Any]:
+        async with openai.AsyncOpenAI(base_url=sim.openai_base_url, api_key=KEY) as plain:
+            own = Agent(name="own", model=OpenAIChat(id="sim-1", async_client=plain))
+            limits = ff.Limits(concurrency=1)
+            return await ff.run(ff.map(own), CLAIMS, limits=limits, budget=ff.Budget(requests=2))
+
+    result, sim = served(body)
+    assert sim.stats.requests == 2 == result.summary.usage.requests  # agno's metrics name each model call
+    assert {o.error.type for o in result.outcomes if o.error} == {"BudgetExhausted"}
