@@ -46,6 +46,9 @@ from fanfold._usage import Budget, Price, Usage
 from fanfold._vote import AtLeast, Majority, VoteRule, vote
 
 if TYPE_CHECKING:  # the wings, loaded on first use (see _LAZY); type checkers see them as imported
+    from fanfold._adapters._adapt import adapt
+    from fanfold._adapters._base import ForeignAgentError
+    from fanfold._adapters._clients import anthropic_client, openai_client
     from fanfold._backends._processes import Processes
     from fanfold._backends._ray import Ray
     from fanfold._llm._agent import LLMAgent, llm
@@ -61,6 +64,10 @@ __version__ = "0.1.0"
 # Public names from the wings: `import fanfold` loads none of them (nor pydantic-ai, an HTTP
 # client or a database driver); the first use of a name imports its wing.
 _LAZY = {
+    "ForeignAgentError": "fanfold._adapters._base:ForeignAgentError",
+    "adapt": "fanfold._adapters._adapt:adapt",
+    "anthropic_client": "fanfold._adapters._clients:anthropic_client",
+    "openai_client": "fanfold._adapters._clients:openai_client",
     "LLMAgent": "fanfold._llm._agent:LLMAgent",
     "llm": "fanfold._llm._agent:llm",
     "MemoryStore": "fanfold._store._memory:MemoryStore",
@@ -96,6 +103,7 @@ __all__ = [
     "FailurePolicy",
     "FanfoldError",
     "FanoutFailed",
+    "ForeignAgentError",
     "FunctionAgent",
     "Given",
     "Hedge",
@@ -150,7 +158,9 @@ __all__ = [
     "VoteRule",
     "WorkerLost",
     "__version__",
+    "adapt",
     "agent",
+    "anthropic_client",
     "as_completed",
     "as_completed_sync",
     "events",
@@ -159,6 +169,7 @@ __all__ = [
     "map",
     "map_reduce",
     "member",
+    "openai_client",
     "parallel",
     "race",
     "run",

@@ -161,7 +161,19 @@ def _takes_ctx(fn: Callable[..., Any]) -> bool:
 # adapted by the wing named here (loaded on first use: the core names its wings, it does not
 # import them). A pydantic-ai Agent or Model has an async run of its own, with another signature:
 # ff.llm wraps it, so that its model requests are governed like any ff.llm agent's.
-_ADAPTERS = {"pydantic_ai": "fanfold._llm._agent:llm"}
+# Other frameworks' agents are adapted by fanfold._adapters (one module each, behind an extra).
+_ADAPTERS = {
+    "pydantic_ai": "fanfold._llm._agent:llm",
+    "agno": "fanfold._adapters._agno:adapt",
+    "google": "fanfold._adapters._adk:adapt",  # google.adk
+    "langchain": "fanfold._adapters._langchain:adapt",
+    "langchain_core": "fanfold._adapters._langchain:adapt",
+    "langchain_openai": "fanfold._adapters._langchain:adapt",
+    "langchain_anthropic": "fanfold._adapters._langchain:adapt",
+    "langgraph": "fanfold._adapters._langchain:adapt",
+    "agents": "fanfold._adapters._openai_agents:adapt",  # the OpenAI Agents SDK
+    "crewai": "fanfold._adapters._crewai:adapt",
+}
 
 
 def is_composite(agent: Any) -> bool:

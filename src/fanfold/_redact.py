@@ -34,7 +34,10 @@ _SECRET_NAME = re.compile(r"(?i)(key|token|secret|passw|pwd|sig|credential|auth)
 # of the authority), and name=value in a query string or a form body where name says secret.
 _USERINFO = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:'\"]*):(?P<secret>[^/\s'\"]*)@")
 _PARAMETER = re.compile(
-    r"(?P<head>(?<![a-zA-Z0-9_])[a-zA-Z0-9_.-]*(?:key|token|secret|passw|pwd|sig|credential)[a-zA-Z0-9_.-]*=)"
+    # The name's last word says secret (api_key, access_token, x-api-key, sig), not just any
+    # name holding one (output_tokens=0 and max_tokens=1024 are no secrets).
+    r"(?P<head>(?<![a-zA-Z0-9_])(?:[a-zA-Z0-9]+[_.-])*"
+    r"(?:api[_-]?key|apikey|key|token|secret|passw(?:or)?d|pwd|sig|signature|credentials?)=)"
     r"(?P<secret>[^&\s'\"#<>]+)",
     re.IGNORECASE,
 )

@@ -30,6 +30,8 @@ PUBLIC = [
     "Brief", "Plan", "PlanRejected", "PlanRequest", "Split", "Subtask", "TeamCaps", "TeamResult", "member", "team",
     # Backends: where leaf work runs
     "Backend", "Processes", "Ray", "TaskInfo", "WorkerLost",
+    # Other frameworks' agents
+    "ForeignAgentError", "adapt", "anthropic_client", "openai_client",
 ]  # fmt: skip
 
 

@@ -149,3 +149,11 @@ def test_urls_lose_their_credentials_even_when_malformed() -> None:
 def test_fanfold_errors_never_show_a_registered_secret() -> None:
     register("sk-in-a-message-999")
     assert str(ff.UsageError("the key sk-in-a-message-999 is bad")) == "the key *** is bad"
+
+
+def test_names_that_only_hold_a_secret_word_are_not_redacted() -> None:
+    from fanfold._redact import redact
+
+    assert redact("ff.openai_client(output_tokens=0): pass") == "ff.openai_client(output_tokens=0): pass"
+    assert redact("max_tokens=1024") == "max_tokens=1024"
+    assert redact("?api_key=sk-abcdefgh&access_token=abcdefgh") == "?api_key=***&access_token=***"

@@ -13,7 +13,7 @@ everyone, and resumes by refilling its buckets from empty, so waiters do not wak
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -148,6 +148,15 @@ class ModelCall:
                     response = await stack.enter_async_context(open_stream())
                 yield response
             request.answered(response.get())
+
+    def request_on_wire(
+        self, ctx: Context, send: Callable[[], Awaitable[Any]], input_tokens: float, max_tokens: int | None
+    ) -> Coroutine[Any, Any, Any]:
+        """A request another framework's agent makes through a client fanfold lent it
+        (``fanfold._adapters``): the same leaf call as this model's own requests. ``send``
+        returns what :meth:`succeeded` reads (``usage.input_tokens`` and ``usage.output_tokens``)."""
+        output = float(max_tokens) if max_tokens else max(self._output_tokens, self._seen_output)
+        return call_leaf(_Request(self, ctx, {"input_tokens": float(input_tokens), "output_tokens": output}, send))
 
     def delay(self, exc: BaseException | None) -> float | None:
         if self.resource is not None and isinstance(exc, ModelHTTPError) and exc.status_code in THROTTLED:

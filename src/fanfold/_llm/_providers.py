@@ -240,3 +240,44 @@ def limits_from_headers(headers: Mapping[str, str] | None) -> dict[str, float]:
             with contextlib.suppress(ValueError):  # not a number: the header says nothing usable
                 found[kind] = float(value)
     return found
+
+
+# -- clients fanfold lends to other frameworks' agents (fanfold._adapters) -------------------
+
+
+def sdk_client(ref: ModelRef, http_client: Callable[[Any], Any]) -> Any:
+    """The SDK client (``AsyncOpenAI`` or ``AsyncAnthropic``) for ``ref``, as :func:`build_model`
+    builds it (the SDK's own retries off), on the HTTP client ``http_client(sdk_module)`` returns."""
+    family = _BUILT_HERE.get(ref.provider)
+    if family is None:
+        raise UsageError(
+            f"no SDK client for {ref.spec!r}: fanfold builds clients for the providers "
+            f"{', '.join(sorted(_BUILT_HERE))}; name the model as e.g. 'openai:gpt-5-mini'"
+        )
+    sdk, key_var, url_var = family
+    sdk_module: Any
+    if sdk == "openai":
+        import openai as sdk_module
+
+        client_class = sdk_module.AsyncOpenAI
+    else:
+        import anthropic as sdk_module
+
+        client_class = sdk_module.AsyncAnthropic
+    return client_class(
+        api_key=ref.api_key or os.environ.get(key_var) or "not-needed",
+        base_url=ref.base_url or os.environ.get(url_var) or None,
+        max_retries=0,
+        http_client=http_client(sdk_module),
+    )
+
+
+def governed_http_client(sdk_module: Any, base: type | None = None) -> Any:
+    """An HTTP client as :func:`build_model` gives the SDK: on aiohttp, with fanfold's hooks
+    (admission on the wire, rate-limit headers) and a pool that leaves concurrency to the
+    governor. ``base`` is a mixin placed before the SDK's aiohttp client class."""
+    client_class = sdk_module.DefaultAioHttpClient
+    if base is not None:
+        client_class = type(base.__name__, (base, client_class), {})
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [_on_request], "response": [_on_response]}
+    return client_class(event_hooks=hooks, limits=_governed_pool(sdk_module))
