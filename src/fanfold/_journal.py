@@ -409,9 +409,12 @@ async def open_journal(
     config: dict[str, Any],
     resume: bool,
     spent: Callable[[], Usage] = Usage,
+    *,
+    take_over: bool = False,
 ) -> Journal:
     """Record the run (or find it, to resume it), take its lease, and load what is journaled.
-    Raises :class:`~fanfold.RunOwned` when another live process runs it."""
+    Raises :class:`~fanfold.RunOwned` when another live process runs it (with ``take_over``:
+    when that process is alive on this host)."""
     await store.open()
     lease = Lease.new(time.time())
     if not resume:
@@ -430,6 +433,6 @@ async def open_journal(
             "(prompts and limits may change, its shape may not), or start a new run"
         )
     # Taken before the entries are read: what a second process would run is decided by one owner.
-    await store.change_run(run_id, lambda r: take(r, lease, time.time()))
+    await store.change_run(run_id, lambda r: take(r, lease, time.time(), take_over=take_over))
     restored = {entry.key: entry async for entry in store.entries(run_id)}
     return Journal(store, run_id, restored, lease=lease, spent=spent)

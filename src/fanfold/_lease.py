@@ -7,7 +7,9 @@ lease's time to live, checkpointing the attempt's usage in the same transaction:
 and gives it up when the run ends (:func:`finish`). A second process is refused while the lease
 is live (:class:`~fanfold.RunOwned`, naming the owner); once the owner dies, its lease lapses
 within ``FANFOLD_LEASE_TTL`` seconds (default 30), the run shows as ``interrupted``
-(:func:`seen`), and a resume takes it over.
+(:func:`seen`), and a resume takes it over. A resume with ``take_over`` does not wait for the
+lapse: it takes a live lease unless its holder is a live process on this host
+(:func:`holder_alive`).
 
 The functions here are pure: a record and the time in, a record out. The stores apply them
 atomically, and tests drive them with a fake clock.
@@ -104,12 +106,34 @@ def first(record: RunRecord, lease: Lease) -> RunRecord:
     return dataclasses.replace(record, status=RUNNING, lease=lease, attempts=(_attempt(lease),))
 
 
-def take(record: RunRecord, lease: Lease, now: float) -> RunRecord:
+def holder_alive(lease: Lease) -> bool:
+    """Whether the lease's holder is a live process on this host (a process on another host
+    cannot be checked from here: it counts as not alive)."""
+    if lease.host != socket.gethostname():
+        return False
+    try:
+        os.kill(lease.pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def take(record: RunRecord, lease: Lease, now: float, *, take_over: bool = False) -> RunRecord:
     """The record with ``lease`` owning it, for a resume; raises :class:`RunOwned` while
-    another live lease holds it. The attempt of an owner that died ends ``interrupted``."""
+    another live lease holds it, unless ``take_over`` and its holder is not a live process on
+    this host. The attempt of an owner that died ends ``interrupted``."""
     held = record.lease
     if held is not None and held.live(now) and held.token != lease.token:
-        raise owned(record, held)
+        if not take_over:
+            raise owned(record, held)
+        if holder_alive(held):
+            raise RunOwned(
+                f"run {record.run_id!r}: take_over refused, its owner, process {held.pid} on this host "
+                f"({held.host!r}), is alive; stop that process first (`kill {held.pid}`), or wait for it to end",
+                held,
+            )
     ended = held.expires_at if held is not None else now
     return dataclasses.replace(
         record,

@@ -41,6 +41,7 @@ class RunOptions(TypedDict, total=False):
     budget: Budget | None
     store: Store | str | PathLike[str] | None
     resume: str | None
+    take_over: bool
     metadata: dict[str, Any] | None
     trace: bool | Tracing | None
     backend: BackendOption
@@ -69,6 +70,7 @@ class Settings:
     budget: Budget | None = None
     store: Store | str | PathLike[str] | None = None
     resume: str | None = None
+    take_over: bool = False
     metadata: dict[str, Any] | None = None
     trace: bool | Tracing | None = None
     backend: BackendOption = None
@@ -98,6 +100,10 @@ class Settings:
                 raise UsageError(f"resume={self.resume!r} needs the store that journaled the run: pass store=...")
             if self.run_id is not None and self.run_id != self.resume:
                 raise UsageError(f"run_id={self.run_id!r} and resume={self.resume!r} differ; pass one of them")
+        if not isinstance(self.take_over, bool):
+            raise UsageError(f"take_over={self.take_over!r}: pass True or False")
+        if self.take_over and self.resume is None:
+            raise UsageError("take_over=True takes over a run being resumed: pass resume=<run id> with it")
         if self.metadata is not None:
             try:
                 json.dumps(self.metadata)

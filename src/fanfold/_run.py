@@ -212,6 +212,7 @@ class Run:
                     _journal_config(options, self._spec, self._input),
                     options.resume is not None,
                     lambda: state.ledger.spent,
+                    take_over=options.take_over,
                 )
             except BaseException:
                 self._bus.close()  # the run never began: end the streams its consumers wait on
@@ -374,6 +375,8 @@ async def run(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Re
       or ``"memory"``): every task's outcome is durable before it is reported;
     - ``resume``: a run id: continues a run that crashed or was stopped; journaled tasks are not
       run again, their outcomes come back with ``resumed=True``;
+    - ``take_over``: with ``resume``, take the run from an owner known dead without waiting for
+      its lease to lapse (refused, with ``RunOwned``, while that owner is alive on this host);
     - ``metadata``: JSON data kept with the run's record;
     - ``trace``: ``True`` or a :class:`Tracing`: OpenTelemetry spans and metrics of the run (the
       run, each task, each model request), after the GenAI semantic conventions;

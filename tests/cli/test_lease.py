@@ -47,7 +47,7 @@ def started(event: ff.events.Event) -> None:
 
 try:
     ff.run_sync(ff.map(ff.agent(item, name="item"), key=lambda x: x), list(range(count)), store=store, run_id=run_id,
-                resume=run_id if mode == "resume" else None, on_event=started)
+                resume=None if mode == "run" else run_id, take_over=mode == "take_over", on_event=started)
 except ff.UsageError as exc:
     print(f"{type(exc).__name__}: {exc}", flush=True)
     sys.exit(3)
@@ -84,8 +84,8 @@ def work(tmp_path: Path) -> Path:
     return folder
 
 
-def child(store: str, run_id: str, mode: str, count: int, work: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "FANFOLD_LEASE_TTL": "1"}
+def child(store: str, run_id: str, mode: str, count: int, work: Path, ttl: str = "1") -> subprocess.Popen[str]:
+    env = {**os.environ, "FANFOLD_LEASE_TTL": ttl}
     return subprocess.Popen([sys.executable, "-c", CHILD, store, run_id, mode, str(count), str(work)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
@@ -191,3 +191,40 @@ def test_a_killed_owner_shows_interrupted_and_a_resume_takes_over(store_url: str
     assert [a["status"] for a in final.attempts] == ["succeeded", "interrupted", "succeeded"]
     assert final.attempts[1]["pid"] == victim.pid
     assert final.resumes == 2
+
+
+def test_take_over_is_refused_while_the_owner_lives_on_this_host(store_url: str, work: Path, half_done: str) -> None:
+    owner = child(store_url, half_done, "resume", TOTAL, work, ttl="600")
+    try:
+        assert first_line(owner) == "started"
+        heir = child(store_url, half_done, "take_over", TOTAL, work, ttl="600")
+        out, err = heir.communicate(timeout=60)
+        assert heir.returncode == 3, out + err
+        assert out.startswith("RunOwned: ")
+        assert f"take_over refused, its owner, process {owner.pid} on this host" in out
+        assert executions(work) == []
+    finally:
+        (work / "gate").touch()
+        owner.communicate(timeout=60)
+    assert owner.returncode == 0
+
+
+def test_take_over_of_a_killed_owner_does_not_wait_for_the_lease(store_url: str, work: Path, half_done: str) -> None:
+    victim = child(store_url, half_done, "resume", TOTAL, work, ttl="600")
+    assert first_line(victim) == "started"
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)
+    (work / "gate").touch()
+    plain = child(store_url, half_done, "resume", TOTAL, work, ttl="600")
+    out, err = plain.communicate(timeout=60)
+    assert plain.returncode == 3, out + err
+    assert "lapses within 600 seconds" in out  # the lease still lives: a plain resume waits for it
+
+    heir = child(store_url, half_done, "take_over", TOTAL, work, ttl="600")
+    out, err = heir.communicate(timeout=60)
+    assert heir.returncode == 0, out + err
+    assert sorted(executions(work)) == list(range(DONE, TOTAL))
+    final = record(store_url, half_done)
+    assert final.status == "succeeded"
+    assert [a["status"] for a in final.attempts] == ["succeeded", "interrupted", "succeeded"]
+    assert final.attempts[1]["pid"] == victim.pid

@@ -23,7 +23,7 @@ PUBLIC = [
     # LLM agents and the provider governor
     "Budget", "BudgetExhausted", "Hedge", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
     # Durable runs
-    "JournalEntry", "JournalFailed", "MemoryStore", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
+    "JournalEntry", "JournalFailed", "MemoryStore", "RunOwned", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
     # Traces (OpenTelemetry)
     "Tracing",
     # Teams
@@ -57,6 +57,7 @@ def test_exception_families() -> None:
     for run_error in (*run_errors, ff.JournalFailed, ff.PlanRejected):
         assert issubclass(run_error, ff.RunError)
     assert issubclass(ff.TaskTimeout, TimeoutError)
+    assert issubclass(ff.RunOwned, ff.UsageError)  # a resume refused, not a run that failed
     for signal in (ff.Retry, ff.Skip):
         assert issubclass(signal, ff.Signal)
 

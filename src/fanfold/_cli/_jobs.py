@@ -65,6 +65,7 @@ class Job:
     strict: bool = False
     store: str = DEFAULT_STORE
     resume: str | None = None
+    take_over: bool = False  # `runs resume --take-over`: not kept in the run's metadata
     run_id: str | None = None
     progress: bool = True
     progress_every: float = 10.0  # seconds between plain progress lines (not a terminal)
@@ -282,6 +283,7 @@ async def run_job(
                 ready.rows(),
                 store=store,
                 resume=job.resume,
+                take_over=job.take_over,
                 run_id=None if job.resume else job.run_id,
                 metadata=job.metadata(),
                 keep=ready.built.reducer is not None,  # a reduction needs every mapped value

@@ -248,6 +248,9 @@ def runs_resume(
     run_id: Annotated[str, typer.Argument(help="The run's id.")],
     store: StoreOption = DEFAULT_STORE,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress on stderr.")] = True,
+    take_over: Annotated[
+        bool, typer.Option("--take-over", help="Take the run from an owner known dead, without waiting for its lease.")
+    ] = False,
 ) -> None:
     async def use(s: Store) -> RunRecord:
         return await _record(s, run_id)
@@ -260,6 +263,13 @@ def runs_resume(
     except UsageError as exc:
         Console(stderr=True, soft_wrap=True, highlight=False).print("[red]Error:[/] " + escape(str(exc)))
         raise typer.Exit(2) from exc
+    held = record.lease
+    if take_over and held is not None and held.live(time.time()):
+        job = dataclasses.replace(job, take_over=True)
+        Console(stderr=True, soft_wrap=True, highlight=False).print(
+            f"taking over run {run_id} from process {held.pid} on host {escape(held.host)}, without waiting for its "
+            "lease to lapse (refused if that process is alive on this host; make sure it is stopped if on another)"
+        )
     if job.command == "demo":
         run_demo(job)
     else:

@@ -20,10 +20,10 @@ import dataclasses
 import json
 import operator
 import os
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
@@ -79,16 +79,22 @@ class Split(BaseModel):
 
     def apply(self, rows: list[Any]) -> list[Any]:
         """The parts, in order. Raises :class:`BadSplit` when the split does not fit the rows."""
+        return list(self.parts(rows))
+
+    def parts(self, rows: list[Any]) -> Sequence[Any]:
+        """The parts, in order, cut when asked for: a plan of two million runs holds the rows
+        (and, for a filter or a ``group_by``, one reference per kept row), never a copy per part.
+        Raises :class:`BadSplit` when the split does not fit the rows."""
         if self.where is not None:
             rows = self._filtered(rows)
         if self.by == "each":
-            return list(rows)
+            return rows
         if self.by == "all":
-            return [list(rows)]
+            return (list(rows),)
         if self.by == "chunks":
             if self.size is None:
                 raise BadSplit("a chunks split needs `size`, the rows per part")
-            return [rows[i : i + self.size] for i in range(0, len(rows), self.size)]
+            return Chunks(rows, self.size)
         if self.field is None:
             raise BadSplit("a group_by split needs `field`, the field to group by")
         field = self.field
@@ -114,6 +120,32 @@ class Split(BaseModel):
             except TypeError as exc:
                 raise BadSplit(f"where {where} {self.op} {value!r} fails on row {number}: {exc}") from None
         return kept
+
+
+class Chunks(Sequence[list[Any]]):
+    """The rows in lists of ``size``, each sliced when asked for."""
+
+    __slots__ = ("rows", "size")
+
+    def __init__(self, rows: list[Any], size: int) -> None:
+        self.rows = rows
+        self.size = size
+
+    def __len__(self) -> int:
+        return -(-len(self.rows) // self.size)
+
+    @overload
+    def __getitem__(self, index: int) -> list[Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[list[Any]]: ...
+    def __getitem__(self, index: int | slice) -> list[Any] | Sequence[list[Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"chunk {index} of {len(self)}")
+        return self.rows[index * self.size : (index + 1) * self.size]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,16 @@
 A leader answers a :class:`PlanRequest` with a :class:`Plan`: subtasks, each naming a member,
 an instruction and its input (or a :class:`~fanfold.Split` of the team's data set), the
 subtasks each one needs first, and how to merge. :func:`check_plan` validates it against the
-members, the data and the caps, and expands it into :class:`Work`, one per subtask run; a plan
-that fails raises :class:`PlanError`, whose message goes back to the leader.
+members, the data and the caps, and expands it into :class:`Runs`, one per subtask, each making
+its :class:`Work` (one per run) only when the schedule asks for it: a split subtask is checked by
+counting its parts, never by listing them. A plan that fails raises :class:`PlanError`, whose
+message goes back to the leader.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,9 +150,32 @@ class Work:
         return f"{self.subtask}[{self.index}]"
 
 
+@dataclass(frozen=True, slots=True)
+class Runs:
+    """A subtask's runs, one per part: run ``i`` is made (:meth:`work`) when it is about to start."""
+
+    subtask: str
+    member: str
+    instruction: str
+    needs: tuple[str, ...]
+    from_needs: bool
+    split: bool
+    parts: Sequence[Any]
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def work(self, index: int) -> Work:
+        part = self.parts[index]
+        return Work(self.subtask, index, self.member, self.instruction, part, self.needs, self.from_needs, self.split)
+
+    def __iter__(self) -> Iterator[Work]:
+        return (self.work(i) for i in range(len(self)))
+
+
 def check_plan(
     raw: Any, *, members: Mapping[str, Any], rows: list[Any] | None, caps: TeamCaps, llm_leader: bool
-) -> tuple[Plan, list[Work]]:
+) -> tuple[Plan, list[Runs]]:
     """Validate a leader's answer and expand it into runs, or raise :class:`PlanError`."""
     subtasks = raw.subtasks if isinstance(raw, Plan) else raw.get("subtasks") if isinstance(raw, Mapping) else None
     if isinstance(subtasks, list) and len(subtasks) > caps.max_subtasks:  # before it costs more than a count
@@ -174,10 +199,12 @@ def check_plan(
         raise PlanError(f"merge {plan.merge!r} is neither concat, vote, leader nor a member; {_names(members)}")
     if plan.merge == "leader" and not llm_leader:
         raise PlanError("merge 'leader' needs an LLM leader; merge by concat, vote or a member")
-    works: list[Work] = []
+    runs: list[Runs] = []
+    used = 0
     for subtask in plan.subtasks:
-        works += _expand(subtask, rows, len(works), caps.max_subtasks)
-    return plan, works
+        runs.append(_expand(subtask, rows, used, caps.max_subtasks))
+        used += len(runs[-1])
+    return plan, runs
 
 
 def _check_subtask(subtask: Subtask, members: Mapping[str, Any], known: set[str]) -> None:
@@ -213,17 +240,17 @@ def _check_acyclic(plan: Plan) -> None:
             visit(node, [node])
 
 
-def _expand(subtask: Subtask, rows: list[Any] | None, used: int, cap: int) -> list[Work]:
+def _expand(subtask: Subtask, rows: list[Any] | None, used: int, cap: int) -> Runs:
     """The subtask's runs, or :class:`PlanError` when there are none, or too many for the cap
     with the ``used`` runs of the subtasks before it."""
     member, instruction, needs = subtask.member, subtask.instruction, tuple(subtask.needs)
     if subtask.split is None:
-        parts = [subtask.input if subtask.input is not None or needs else instruction]
+        parts: Sequence[Any] = (subtask.input if subtask.input is not None or needs else instruction,)
     elif rows is None:
         raise PlanError(f"subtask {subtask.id!r} splits the data set, but this team was given none")
     else:
         try:
-            parts = subtask.split.apply(rows)
+            parts = subtask.split.parts(rows)
         except BadSplit as exc:
             raise PlanError(f"subtask {subtask.id!r}: {exc}") from None
         if not parts:
@@ -235,7 +262,7 @@ def _expand(subtask: Subtask, rows: list[Any] | None, used: int, cap: int) -> li
         )
     from_needs = subtask.split is None and subtask.input is None and bool(needs)
     split = subtask.split is not None
-    return [Work(subtask.id, i, member, instruction, part, needs, from_needs, split) for i, part in enumerate(parts)]
+    return Runs(subtask.id, member, instruction, needs, from_needs, split, parts)
 
 
 def _names(members: Mapping[str, Any]) -> str:

@@ -39,8 +39,8 @@ from fanfold._teams._plan import (
     Plan,
     PlanError,
     PlanRequest,
+    Runs,
     TeamCaps,
-    Work,
     check_plan,
     json_text,
 )
@@ -94,8 +94,14 @@ class Brief:
 class TeamResult(Generic[T]):
     """What a team produced: the merged ``answer``; ``results``, every successful subtask run's
     value by its key (``"verify[3]"``), in plan order; ``missing``, the reason for every run
-    that did not succeed; ``outcomes``, one per run; the ``plan`` carried out (``None`` for a
-    delegating team) and the errors of the plans ``rejected`` before it."""
+    that did not succeed; ``outcomes``, one per run; ``counts``, the runs by status (they add
+    up to the plan's runs: each ended in exactly one outcome); the ``plan`` carried out
+    (``None`` for a delegating team) and the errors of the plans ``rejected`` before it.
+
+    A plan of more than 10,000 runs (``DETAIL``) keeps no ``outcomes`` (the list is empty), and
+    its runs that were never started (the team stopped, or its deadline passed) are one entry
+    of ``missing`` per subtask, keyed by their range: ``"check[9000:200000]"``. ``counts``
+    always holds every run."""
 
     answer: T | None
     results: dict[str, Any]
@@ -103,6 +109,7 @@ class TeamResult(Generic[T]):
     outcomes: list[Outcome[Any]]
     plan: Plan | None = None
     rejected: tuple[str, ...] = ()
+    counts: dict[Status, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -112,7 +119,8 @@ class TeamResult(Generic[T]):
     def __repr__(self) -> str:  # a team may make hundreds of runs: show their count, not them
         answer = repr(self.answer)
         answer = answer if len(answer) <= 80 else answer[:77] + "..."
-        return f"TeamResult(answer={answer}, results=<{len(self.results)}>, missing=<{len(self.missing)}>)"
+        counts = ", ".join(f"{status.value}={n:,}" for status, n in self.counts.items())
+        return f"TeamResult(answer={answer}, results=<{len(self.results)}>, missing=<{len(self.missing)}>, {counts})"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -138,33 +146,32 @@ class Team(Pattern):
         teams: dict[Context, tuple[int, int]] = ctx.run_state.services.setdefault(_TEAMS, {})
         teams[ctx] = self._depth(ctx, teams)
         try:
-            cutoff = self._cutoff(ctx)
+            began = ctx.run_state.clock()
             if self.mode == "delegate":
                 assert isinstance(self.leader, Directable)  # team() makes sure of it
-                answer, runs = await delegate(self, self.leader, brief.task, ctx, cutoff)
+                answer, runs = await delegate(self, self.leader, brief.task, ctx, self._cutoff(ctx, began))
                 return _result(answer, runs)
-            return await self._planned(brief, ctx, cutoff)
+            return await self._planned(brief, ctx, began)
         finally:
             del teams[ctx]
 
-    async def _planned(self, brief: Brief, ctx: Context, cutoff: float | None) -> TeamResult[Any]:
+    async def _planned(self, brief: Brief, ctx: Context, began: float) -> TeamResult[Any]:
         rows: list[Any] | None = None
         info: DataInfo | None = None
         if brief.data is not None:
             rows, source = load(brief.data)
             info = describe(rows, source)
-        plan, works, rejected = await self._plan(brief.task, info, rows, ctx)
-        outcomes = await Schedule(self, ctx, works, cutoff).run()
-        runs = [(w.key, o) for w, o in zip(works, outcomes, strict=True)]
+        plan, runs, rejected = await self._plan(brief.task, info, rows, ctx)
+        # The cutoff once the plan is ready: loading, describing and planning took their time.
+        ran = await Schedule(self, ctx, runs, self._cutoff(ctx, began)).run()
         needed = {need for s in plan.subtasks for need in s.needs}
-        finals = [(key, o) for (key, o), w in zip(runs, works, strict=True) if w.subtask not in needed]
-        missing = {key: reason_of(o) for key, o in runs if o.status is not Status.SUCCEEDED}
-        answer = await self._merge(plan, brief.task, finals, missing, ctx)
-        return _result(answer, runs, plan, rejected)
+        finals = [pair for subtask, pairs in ran.values.items() if subtask not in needed for pair in pairs]
+        answer = await self._merge(plan, brief.task, finals, ran.missing, ctx)
+        return TeamResult(answer, ran.results, ran.missing, ran.outcomes, plan, rejected, ran.counts)
 
     async def _plan(
         self, task: str, info: DataInfo | None, rows: list[Any] | None, ctx: Context
-    ) -> tuple[Plan, list[Work], tuple[str, ...]]:
+    ) -> tuple[Plan, list[Runs], tuple[str, ...]]:
         """Ask the leader for a plan until one passes the checks, at most ``max_replans`` more
         times; each ask is the step ``plan[attempt]``."""
         planner = self.leader
@@ -181,20 +188,21 @@ class Team(Pattern):
             asked = request.prompt() if llm_leader else request
             previous = await run_step(planner, asked, ctx.child("plan", attempt))
             try:
-                plan, works = check_plan(previous, members=members, rows=rows, caps=self.caps, llm_leader=llm_leader)
+                plan, runs = check_plan(previous, members=members, rows=rows, caps=self.caps, llm_leader=llm_leader)
             except PlanError as exc:
                 rejected.append(str(exc))
                 continue
-            return plan, works, tuple(rejected)
+            return plan, runs, tuple(rejected)
         raise PlanRejected(
             f"team {self.name!r}: the leader's plan was rejected {len(rejected)} times; the last time: {rejected[-1]}",
             rejected,
         )
 
     async def _merge(
-        self, plan: Plan, task: str, finals: list[tuple[str, Outcome[Any]]], missing: dict[str, str], ctx: Context
+        self, plan: Plan, task: str, finals: list[tuple[str, Any]], missing: dict[str, str], ctx: Context
     ) -> Any:
-        values = [o.value for _, o in finals if o.status is Status.SUCCEEDED]
+        """Merge the values of the final subtasks' successful runs (``finals``, by key)."""
+        values = [value for _, value in finals]
         how = self.merge if self.merge is not None else plan.merge
         if not isinstance(how, str):
             return await run_step(how, values, ctx.child("merge", 0))
@@ -240,12 +248,13 @@ class Team(Pattern):
             )
         return depth, cap
 
-    def _cutoff(self, ctx: Context) -> float | None:
-        """When members must be done, on the run's clock: the team's ``deadline``, and before
-        the run's deadline, a tenth of the time left to merge what finished."""
+    def _cutoff(self, ctx: Context, began: float) -> float | None:
+        """When members must be done, on the run's clock: the team's ``deadline`` from its start
+        (``began``), and before the run's deadline, a tenth of the time left now to merge what
+        finished."""
         state = ctx.run_state
         now = state.clock()
-        ends = [] if self.deadline is None else [now + self.deadline]
+        ends = [] if self.deadline is None else [began + self.deadline]
         if state.deadline is not None:
             ends.append(state.deadline - _RESERVE * max(0.0, state.deadline - now))
         return min(ends, default=None)
@@ -256,14 +265,15 @@ def _result(
 ) -> TeamResult[Any]:
     results = {key: o.value for key, o in runs if o.status is Status.SUCCEEDED}
     missing = {key: reason_of(o) for key, o in runs if o.status is not Status.SUCCEEDED}
-    return TeamResult(answer, results, missing, [o for _, o in runs], plan, rejected)
+    counts: dict[Status, int] = {}
+    for _, o in runs:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    return TeamResult(answer, results, missing, [o for _, o in runs], plan, rejected, counts)
 
 
-def _synthesis_prompt(
-    task: str, finals: list[tuple[str, Outcome[Any]]], missing: dict[str, str], instruction: str
-) -> str:
+def _synthesis_prompt(task: str, finals: list[tuple[str, Any]], missing: dict[str, str], instruction: str) -> str:
     lines = [f"Task: {task or '(work on the data set)'}", "", "Results, in plan order:"]
-    lines += [f"- {key}: {json_text(o.value)}" for key, o in finals if o.status is Status.SUCCEEDED]
+    lines += [f"- {key}: {json_text(value)}" for key, value in finals]
     if missing:
         lines += ["", "Missing (these runs did not succeed):", *(f"- {k}: {why}" for k, why in missing.items())]
     if instruction:
