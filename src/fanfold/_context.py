@@ -240,6 +240,7 @@ class Context:
         "label",
         "parent",
         "published",
+        "retries",
         "run_state",
         "start",
         "usage",
@@ -256,6 +257,7 @@ class Context:
         self._path: str | None = None
         self._state: dict[str, Any] | None = None
         self.usage: Usage | None = None  # what this task's model calls spent, its children's included
+        self.retries = 0  # retries of the leaf calls under this task, its own included
         self._declared: dict[str, _Cell] | None = None  # channels an ff.scope declares at this task
         self._pending: tuple[int, list[tuple[Channel[Any], Any]]] | None = None  # (attempt, publishes)
         # What this task and its subtree committed to channels declared above it, as (name,
@@ -294,6 +296,14 @@ class Context:
         ctx: Context | None = self
         while ctx is not None:
             ctx.usage = usage if ctx.usage is None else ctx.usage + usage
+            ctx = ctx.parent
+
+    def retried(self) -> None:
+        """Count a retry of a leaf call in this task and every task above it (an LLM agent's
+        row sees the retries of its model requests)."""
+        ctx: Context | None = self
+        while ctx is not None:
+            ctx.retries += 1
             ctx = ctx.parent
 
     def publish(self, channel: Channel[T], value: T) -> None:

@@ -229,6 +229,7 @@ async def _attempts(leaf: LeafCall, limit: float | None) -> Any:
 
     def on_retry(n: int, delay: float, exc: BaseException) -> None:
         state.retries += 1
+        leaf.ctx.retried()
         if state.bus.active:
             state.bus.emit(TaskRetrying(state.run_id, leaf.ctx.path, state.now(), n + 1, delay, ErrorInfo.of(exc)))
 

@@ -49,7 +49,8 @@ class Outcome(Generic[T]):
     started). ``exception`` is the live exception object for in-process use; ``error`` is the
     same as plain data. ``usage`` is what the task's model calls spent (``None``: it made none).
     ``resumed`` is True for an outcome restored from the journal of an earlier attempt at the
-    run (its times are that attempt's).
+    run (its times are that attempt's). ``attempts`` counts the task's own attempts; ``retries``
+    the retries of every leaf call under it (for an LLM agent: of its model requests).
     """
 
     index: int
@@ -65,6 +66,7 @@ class Outcome(Generic[T]):
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     usage: Usage | None = None
     resumed: bool = False
+    retries: int = 0
 
     @property
     def ok(self) -> bool:

@@ -76,7 +76,16 @@ async def _execute(
         result = await (call if timeout is None else within(timeout, call, "task"))
         ctx.commit()  # its publishes count, and a sequence step's state flows on, only on success
         outcome = Outcome(
-            ctx.index, Status.SUCCEEDED, result, key, ctx.path, ctx.attempt, ctx.start, state.now(), usage=ctx.usage
+            ctx.index,
+            Status.SUCCEEDED,
+            result,
+            key,
+            ctx.path,
+            ctx.attempt,
+            ctx.start,
+            state.now(),
+            usage=ctx.usage,
+            retries=ctx.retries,
         )
     except asyncio.CancelledError:
         if state.deadline_passed():
@@ -85,7 +94,17 @@ async def _execute(
             status, reason = Status.CANCELLED, stop_reason() or "cancelled"
         end = None if ctx.start is None else state.now()
         cut: Outcome[Any] = Outcome(
-            ctx.index, status, None, key, ctx.path, ctx.attempt, ctx.start, end, reason=reason, usage=ctx.usage
+            ctx.index,
+            status,
+            None,
+            key,
+            ctx.path,
+            ctx.attempt,
+            ctx.start,
+            end,
+            reason=reason,
+            usage=ctx.usage,
+            retries=ctx.retries,
         )
         _finish(ctx, report, cut)
         raise
@@ -138,6 +157,7 @@ def _ended(
         reason=reason,
         exception=exc,
         usage=ctx.usage,
+        retries=ctx.retries,
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from fanfold._cli._app import app
-from fanfold.testing import Latency, SimRequest, SimulatedProvider
+from fanfold.testing import Faults, Latency, SimRequest, SimulatedProvider
 
 MODEL = ["--model", "openai-chat:sim-1"]
 
@@ -496,3 +496,31 @@ def test_a_team_pipeline_runs_a_team_per_row(workdir: Path) -> None:
         assert len(line["value"]["answer"]) == 1
         assert line["value"]["answer"][0].startswith("Simulated answer")
     assert requests == 6  # a plan and a member's answer per row
+
+
+def test_a_row_whose_model_request_was_retried_says_so(workdir: Path) -> None:
+    def fail_first_try_of_row_1(number: int, request: SimRequest) -> str | None:
+        return "500" if "ticket 1" in str(request.messages) and number <= 2 else None
+
+    faults = Faults(script=fail_first_try_of_row_1)
+    with SimulatedProvider(latency=Latency.fixed(0), faults=faults).in_thread() as provider:
+        rows = jsonl(workdir / "rows.jsonl", [{"text": f"ticket {i}"} for i in range(3)])
+        yaml = pipeline(workdir, "prompt: 'Ticket: {text}'\n")
+        result = invoke(
+            "run",
+            yaml,
+            "-i",
+            rows,
+            "-o",
+            "out.jsonl",
+            "-c",
+            "1",
+            "--base-url",
+            provider.openai_base_url,
+            "--no-progress",
+        )
+    assert result.exit_code == 0, result.output
+    out = lines(workdir / "out.jsonl")
+    assert [line["status"] for line in out] == ["succeeded"] * 3
+    assert [line.get("retries", 0) for line in out] == [0, 1, 0]  # the row's task ran once; its request twice
+    assert [line["attempts"] for line in out] == [1, 1, 1]

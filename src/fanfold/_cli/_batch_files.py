@@ -412,7 +412,7 @@ def summary_path(output: Path) -> Path:
 
 
 def line_of(outcome: Outcome[Any]) -> bytes:
-    """One output line: index, status, the value or the error, reason, attempts, usage, key."""
+    """One output line: index, status, the value or the error, reason, attempts, retries, usage, key."""
     data: dict[str, Any] = {"index": outcome.index, "status": outcome.status.value}
     if outcome.key is not None:
         data["key"] = outcome.key
@@ -423,6 +423,8 @@ def line_of(outcome: Outcome[Any]) -> bytes:
         data["error"] = None if error is None else {"type": error.type, "message": error.message}
     data["reason"] = outcome.reason
     data["attempts"] = outcome.attempts
+    if outcome.retries:  # of the leaf calls under the row (an LLM row's model requests); not journaled
+        data["retries"] = outcome.retries
     data["usage"] = None if outcome.usage is None else dataclasses.asdict(outcome.usage)
     return to_json(data, serialize_unknown=True) + b"\n"
 
