@@ -42,6 +42,7 @@ from fanfold._vote import vote
 
 if TYPE_CHECKING:  # the wings, loaded on first use (see _LAZY); type checkers see them as imported
     from fanfold._llm._agent import LLMAgent, llm
+    from fanfold._shared._redis_limiter import RedisLimiter
     from fanfold._store._memory import MemoryStore
     from fanfold._store._postgres import PostgresStore
     from fanfold._store._sqlite import SQLiteStore
@@ -58,6 +59,7 @@ _LAZY = {
     "llm": "fanfold._llm._agent:llm",
     "MemoryStore": "fanfold._store._memory:MemoryStore",
     "PostgresStore": "fanfold._store._postgres:PostgresStore",
+    "RedisLimiter": "fanfold._shared._redis_limiter:RedisLimiter",
     "SQLiteStore": "fanfold._store._sqlite:SQLiteStore",
     "Split": "fanfold._teams._dataset:Split",
     "Plan": "fanfold._teams._plan:Plan",
@@ -103,6 +105,7 @@ __all__ = [
     "Quorum",
     "RaceFailed",
     "RateLimit",
+    "RedisLimiter",
     "Result",
     "Retry",
     "RetryPolicy",

@@ -22,6 +22,8 @@ PUBLIC = [
     "Budget", "BudgetExhausted", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
     # Durable runs
     "JournalEntry", "JournalFailed", "MemoryStore", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
+    # One governor shared by several processes
+    "RedisLimiter",
     # Teams
     "Brief", "Plan", "PlanRejected", "PlanRequest", "Split", "Subtask", "TeamCaps", "TeamResult", "member", "team",
 ]  # fmt: skip
