@@ -190,19 +190,24 @@ class Link:
 
     async def _renew_loop(self, client: Redis) -> None:
         redis = _redis()
-        sha = self._scripts["RENEW"].sha
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
-            held = [(key, list(ids)) for key, ids in self.leases.items() if ids]
-            if not held:
-                continue
             try:
-                async with client.pipeline(transaction=False) as pipe:
-                    for key, ids in held:
-                        pipe.evalsha(sha, 1, key, self.lease_ms, *ids)
-                    await pipe.execute()
+                await self.renew(client)
             except (redis.RedisError, OSError) as exc:
                 self.failure = self.failure or exc
+
+    async def renew(self, client: Redis | None = None) -> int:
+        """Extend the leases of every slot and reservation this process holds; how many were."""
+        client = client or self._client
+        held = [(key, list(ids)) for key, ids in self.leases.items() if ids]
+        if not held or client is None:
+            return 0
+        sha = self._scripts["RENEW"].sha
+        async with client.pipeline(transaction=False) as pipe:
+            for key, ids in held:
+                pipe.evalsha(sha, 1, key, self.lease_ms, *ids)
+            return sum(int(n) for n in await pipe.execute())
 
 
 _SCRIPTS = ("ACQUIRE", "RELEASE", "RENEW", "REPORT", "RESERVE", "SETTLE")

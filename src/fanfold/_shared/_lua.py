@@ -289,7 +289,7 @@ end
 # KEYS: the budget hash and its reservations. ARGV: reservation id, lease ms, idle ms, channel,
 # tokens, dollars, then the budget's requests, tokens and dollars (-1: no bound), and 1 if calls
 # in flight finish (a call that fits once they settle waits), 0 if they are cancelled.
-# Returns {'ok'}, {'wait'} or {'exhausted', measure, spent}.
+# Returns {'ok'}, {'wait', ms until the first reservation's lease lapses} or {'exhausted', measure, spent}.
 RESERVE = (
     _PRELUDE
     + _BUDGET
@@ -327,7 +327,12 @@ if h['exhausted'] then
   local measure, spent = string.match(h['exhausted'], '(%S+) (%S+)')
   return {'exhausted', measure, spent}
 end
-if short(true) then return {'wait'} end
+if short(true) then
+  local first = redis.call('ZRANGE', held, 0, 0, 'WITHSCORES')
+  local lapse = -1
+  if first[2] then lapse = tonumber(first[2]) - now end
+  return {'wait', tostring(lapse)}
+end
 redis.call('ZADD', held, now + lease, id)
 redis.call('HSET', budget, 'r:' .. id, ARGV[5] .. ' ' .. ARGV[6])
 for m = 1, 3 do redis.call('HINCRBYFLOAT', budget, 'held:' .. MEASURES[m], want[m]) end

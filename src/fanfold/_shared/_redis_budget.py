@@ -59,7 +59,8 @@ class RedisLedger(Ledger):
                 self._exhaust(self._describe(_text(verdict[1]), float(verdict[2])))
                 continue
             # It fits once calls in flight (here or elsewhere) settle: until one does, or a lease lapses.
-            await link.changed(since, link.lease_ms / 1000)
+            lapse = float(verdict[1]) / 1000
+            await link.changed(since, (lapse if lapse >= 0 else link.lease_ms / 1000) + 0.001)
 
     def settle(self, tokens: float, cost: float, spent: Usage) -> None:
         self.spent = self.spent + spent
