@@ -42,6 +42,7 @@ from fanfold._journal import describe
 from fanfold._map_reduce import map_reduce
 from fanfold._patterns import map as map_pattern
 from fanfold._progress import ProgressDisplay
+from fanfold._limits import check_limiter_url
 from fanfold._records import Store, open_store
 from fanfold._redact import redact_url
 from fanfold._run import Result, RunStatus, start
@@ -71,6 +72,7 @@ class Job:
     limit: int | None = None  # run only the first rows (to try a pipeline on a big file)
     max_row_bytes: int | None = None  # a longer row fails unread [default: the pipeline's, else 4 MiB]
     overrides: Overrides = field(default_factory=Overrides)
+    limiter: str | None = None  # a Redis URL: the limits and budget shared with other processes
     command: str = "run"  # or "demo": `fanfold runs resume` starts the demo's simulator again
 
     def metadata(self) -> dict[str, Any]:
@@ -92,6 +94,7 @@ class Job:
             "limit": self.limit,
             "max_row_bytes": self.max_row_bytes,
             "flags": flags,
+            "limiter": None if self.limiter is None else redact_url(self.limiter),
             "cwd": str(Path.cwd()),
         }
 
@@ -122,6 +125,7 @@ class Job:
             resume=run_id,
             progress=progress,
             overrides=overrides,
+            limiter=data.get("limiter"),
             command=command,
         )
 
@@ -160,6 +164,8 @@ class Prepared:
 def prepare(job: Job) -> Prepared:
     """Load and check everything that needs no store, before any call; raises
     :class:`~fanfold.UsageError` naming what is wrong and the fix."""
+    if job.limiter is not None:
+        check_limiter_url(job.limiter)
     pipeline = load_pipeline(job.pipeline)
     built = pipeline.build(job.overrides)  # a missing API key is named here
     spec_limit = None if pipeline.spec is None else pipeline.spec.max_row_bytes
@@ -266,6 +272,7 @@ async def run_job(
                 metadata=job.metadata(),
                 keep=ready.built.reducer is not None,  # a reduction needs every mapped value
                 limits=ready.built.limits,
+                limiter=job.limiter,
                 retry=ready.built.retry,
                 budget=ready.built.budget,
                 deadline=ready.built.deadline,
