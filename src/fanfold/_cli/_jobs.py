@@ -39,10 +39,10 @@ from fanfold._cli._reading import DEFAULT_MAX_ROW_BYTES
 from fanfold._errors import JournalFailed, RunFailed, UsageError
 from fanfold._events import Callback
 from fanfold._journal import describe
+from fanfold._limits import check_limiter_url
 from fanfold._map_reduce import map_reduce
 from fanfold._patterns import map as map_pattern
 from fanfold._progress import ProgressDisplay
-from fanfold._limits import check_limiter_url
 from fanfold._records import Store, open_store
 from fanfold._redact import redact_url
 from fanfold._run import Result, RunStatus, start
