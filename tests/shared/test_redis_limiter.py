@@ -66,6 +66,18 @@ def test_a_bucket_refills_by_the_servers_clock_not_the_clients(redis_url: str, n
     asyncio.run(main())
 
 
+def test_a_call_larger_than_a_new_buckets_start_is_admitted_once_it_refills(redis_url: str, namespace: str) -> None:
+    async def main() -> None:
+        async with limiter(redis_url, namespace) as shared:
+            shared._rate_limits[MODEL] = ff.RateLimit(tokens_per_minute=45_000)  # holds 375, starts at 37.5
+            shared.meter(MODEL)
+            admission = Admission(resources=(MODEL,), cost={"input_tokens": 26, "output_tokens": 64})
+            await shared.acquire(admission)
+            shared.release(admission)
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(clients=st.integers(2, 5), limit=st.integers(1, 4), calls=st.integers(5, 25), yields=st.integers(0, 3))
 def test_concurrency_never_exceeds_the_limit_across_clients(

@@ -141,6 +141,16 @@ for r = 1, #KEYS / 2 do
   plans[r] = buckets
 end
 if wait > 0 or full == 1 then
+  -- Keep the buckets as refilled, a new one above all: else it would start afresh at each ask.
+  for r = 1, #KEYS / 2 do
+    local state = KEYS[2 * r - 1]
+    for _, b in ipairs(plans[r]) do
+      local kind = KINDS[b[1]]
+      redis.call('HSET', state, kind .. ':lvl', tostring(b[2]), kind .. ':at', tostring(b[3]),
+        kind .. ':cap', tostring(b[4]))
+    end
+    if #plans[r] > 0 then redis.call('PEXPIRE', state, idle) end
+  end
   return {0, tostring(wait), full, tostring(lapse)}
 end
 for r = 1, #KEYS / 2 do
