@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # the wings, loaded on first use (see _LAZY); type checkers s
     from fanfold._backends._processes import Processes
     from fanfold._backends._ray import Ray
     from fanfold._llm._agent import LLMAgent, llm
+    from fanfold._shared._redis_limiter import RedisLimiter
     from fanfold._store._memory import MemoryStore
     from fanfold._store._postgres import PostgresStore
     from fanfold._store._sqlite import SQLiteStore
@@ -73,6 +74,7 @@ _LAZY = {
     "llm": "fanfold._llm._agent:llm",
     "MemoryStore": "fanfold._store._memory:MemoryStore",
     "PostgresStore": "fanfold._store._postgres:PostgresStore",
+    "RedisLimiter": "fanfold._shared._redis_limiter:RedisLimiter",
     "SQLiteStore": "fanfold._store._sqlite:SQLiteStore",
     "Split": "fanfold._teams._dataset:Split",
     "Plan": "fanfold._teams._plan:Plan",
@@ -129,6 +131,7 @@ __all__ = [
     "RaceFailed",
     "RateLimit",
     "Ray",
+    "RedisLimiter",
     "Result",
     "Retry",
     "RetryPolicy",

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from fanfold._backend import open_backend
 from fanfold._errors import UsageError
 from fanfold._events import AgentEvent, EventBus, agent_event
-from fanfold._limits import ConcurrencyLimiter, Limits
+from fanfold._limits import Limits, open_limiter
 from fanfold._outcome import Outcome, empty_counts
-from fanfold._usage import Ledger, Usage
+from fanfold._usage import Usage
 
 if TYPE_CHECKING:
     from fanfold._journal import Journal
@@ -156,7 +156,7 @@ class RunState:
         loop = asyncio.get_running_loop()
         self.run_id = options.resume or options.run_id or uuid.uuid4().hex[:12]
         self.limits = limits = options.limits or Limits()
-        self.limiter = options.limiter or ConcurrencyLimiter(limits)
+        self.limiter = limiter = open_limiter(options.limiter, limits)
         self.retry = options.retry
         self.timeouts = options.timeouts
         self.bus = bus
@@ -171,11 +171,11 @@ class RunState:
         self.leaf_calls = 0
         self.channels: dict[str, _Cell] = {}  # the run-scoped channels (not declared by an ff.scope)
         self.root_sink = OutcomeSink(keep=options.keep, stream_size=2 * self.window)
-        self.ledger = Ledger(options.budget)
+        self.ledger = limiter.begin_run(options.budget)
         # Per-run services that agents set up on first use (HTTP clients, models), keyed by
         # their owner, and closed when the run ends.
         self.services: dict[object, Any] = {}
-        self.cleanups: list[Callable[[], Any]] = []
+        self.cleanups: list[Callable[[], Any]] = [limiter.end_run]  # closed last: the services' calls settle first
         self.journal: Journal | None = None  # set when the run has a store
         self.tracer: TaskTracer | None = None  # set when the run is traced (ff.run(..., trace=...))
         self.loop = loop  # where agents in worker threads send their events (Context.emit)

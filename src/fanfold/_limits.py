@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import importlib
 import itertools
 import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from fanfold._errors import UsageError
 from fanfold._governor import ProviderResource, RateLimit
+from fanfold._redact import redact_url
+from fanfold._usage import Budget, Ledger
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +112,49 @@ class Limiter(abc.ABC):
     @abc.abstractmethod
     def release(self, admission: Admission) -> None:
         """Give back what ``try_acquire`` or ``acquire`` took."""
+
+    def begin_run(self, budget: Budget | None) -> Ledger:
+        """A run begins with this limiter: the ledger that keeps its spending against ``budget``
+        (a limiter whose state is shared by several processes shares the budget too)."""
+        return Ledger(budget)
+
+    async def end_run(self) -> None:  # noqa: B027 (a hook: most limiters have nothing to close)
+        """A run that :meth:`begin_run` began has ended: send what is pending, close what only
+        it used."""
+
+
+# URL scheme -> the limiter that keeps its state there, loaded by name on first use (a wing of
+# the package: the core names it, it does not import it).
+_LIMITERS = {
+    "redis": "fanfold._shared._redis_limiter:RedisLimiter",
+    "rediss": "fanfold._shared._redis_limiter:RedisLimiter",
+    "unix": "fanfold._shared._redis_limiter:RedisLimiter",
+}
+
+
+def check_limiter_url(target: object) -> str:
+    """The scheme of a limiter URL; a :class:`UsageError` naming the value if it is none."""
+    scheme = urlsplit(target).scheme if isinstance(target, str) else ""
+    if scheme not in _LIMITERS:
+        shown = redact_url(target) if isinstance(target, str) else target
+        raise UsageError(
+            f"limiter={shown!r}: pass a Limiter, or the URL of a Redis that several processes share, "
+            "e.g. 'redis://127.0.0.1:6379/0?namespace=my-job'"
+        )
+    return scheme
+
+
+def open_limiter(target: Limiter | str | None, limits: Limits) -> Limiter:
+    """The limiter ``target`` names: itself, the in-process one for ``None``, or one whose state
+    is shared by every process that names the same URL (``"redis://127.0.0.1:6379/0"``, with
+    ``?namespace=...`` to keep unrelated jobs apart), governed by ``limits``."""
+    if target is None:
+        return ConcurrencyLimiter(limits)
+    if isinstance(target, Limiter):
+        return target
+    module, _, name = _LIMITERS[check_limiter_url(target)].partition(":")
+    limiter: Limiter = getattr(importlib.import_module(module), name).from_url(target, limits)
+    return limiter
 
 
 class ConcurrencyLimiter(Limiter):

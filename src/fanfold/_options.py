@@ -18,7 +18,7 @@ from fanfold._backend import BackendOption, check_backend
 from fanfold._errors import UsageError
 from fanfold._events import Callback
 from fanfold._hedge import Hedge, check_hedge
-from fanfold._limits import Limiter, Limits
+from fanfold._limits import Limiter, Limits, check_limiter_url
 from fanfold._records import Store
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._tracing import Tracing, as_tracing
@@ -37,7 +37,7 @@ class RunOptions(TypedDict, total=False):
     progress: bool
     keep: bool
     run_id: str | None
-    limiter: Limiter | None
+    limiter: Limiter | str | None
     budget: Budget | None
     store: Store | str | PathLike[str] | None
     resume: str | None
@@ -66,7 +66,7 @@ class Settings:
     progress: bool = False
     keep: bool = True
     run_id: str | None = None
-    limiter: Limiter | None = None
+    limiter: Limiter | str | None = None
     budget: Budget | None = None
     store: Store | str | PathLike[str] | None = None
     resume: str | None = None
@@ -86,6 +86,8 @@ class Settings:
             raise UsageError(f"retry={self.retry!r}: pass ff.RetryPolicy(retry_on=...)")
         if self.timeouts is not None and not isinstance(self.timeouts, Timeouts):
             raise UsageError(f"timeouts={self.timeouts!r}: pass ff.Timeouts(attempt=..., task=...)")
+        if self.limiter is not None and not isinstance(self.limiter, Limiter):
+            check_limiter_url(self.limiter)
         if self.budget is not None and not isinstance(self.budget, Budget):
             raise UsageError(f"budget={self.budget!r}: pass ff.Budget(tokens=..., cost=..., requests=...)")
         deadline = self.deadline

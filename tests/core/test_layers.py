@@ -16,7 +16,7 @@ from pathlib import Path
 import fanfold
 
 SOURCE = Path(fanfold.__file__).resolve().parent
-WINGS = ("_llm", "_teams", "_cli", "_store", "_sim", "_backends", "_adapters", "_observe")
+WINGS = ("_llm", "_teams", "_cli", "_store", "_sim", "_shared", "_backends", "_adapters", "_observe")
 
 # Cycles known and owned elsewhere, each a set of modules importing one another; each is to go.
 # When one is broken, this test fails until its entry is removed.

@@ -26,6 +26,8 @@ PUBLIC = [
     "JournalEntry", "JournalFailed", "MemoryStore", "RunOwned", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
     # Traces (OpenTelemetry)
     "Tracing",
+    # One governor shared by several processes
+    "RedisLimiter",
     # Teams
     "Brief", "Plan", "PlanRejected", "PlanRequest", "Split", "Subtask", "TeamCaps", "TeamResult", "member", "team",
     # Backends: where leaf work runs

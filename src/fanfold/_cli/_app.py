@@ -258,6 +258,15 @@ def run(
         float | None,
         typer.Option("--deadline", min=0.001, help="Seconds the whole run may take.", rich_help_panel=_LIMITS_RUN),
     ] = None,
+    limiter: Annotated[
+        str | None,
+        typer.Option(
+            "--limiter",
+            help="Share the models' limits and the budget with other processes through this Redis "
+            "(redis://host:6379/0?namespace=my-job); needs fanfold[redis].",
+            rich_help_panel=_LIMITS_RUN,
+        ),
+    ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Replace the YAML pipeline's model.")] = None,
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="Call the model at this URL (e.g. `fanfold simulate`'s).")
@@ -330,6 +339,7 @@ def run(
         trace=trace,
         backend=backend,
         ray_address=ray_address,
+        limiter=limiter,
     )
     execute_job(job)
 

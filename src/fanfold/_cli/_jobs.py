@@ -39,6 +39,7 @@ from fanfold._cli._reading import DEFAULT_MAX_ROW_BYTES
 from fanfold._errors import JournalFailed, RunFailed, UsageError
 from fanfold._events import Callback
 from fanfold._journal import describe
+from fanfold._limits import check_limiter_url
 from fanfold._map_reduce import map_reduce
 from fanfold._patterns import map as map_pattern
 from fanfold._progress import ProgressDisplay
@@ -73,6 +74,7 @@ class Job:
     max_row_bytes: int | None = None  # a longer row fails unread [default: the pipeline's, else 4 MiB]
     overrides: Overrides = field(default_factory=Overrides)
     trace: bool = False  # OpenTelemetry spans and metrics (exporters set up by opentelemetry-instrument)
+    limiter: str | None = None  # a Redis URL: the limits and budget shared with other processes
     command: str = "run"  # or "demo": `fanfold runs resume` starts the demo's simulator again
     backend: str = "threads"  # where sync function agents run: threads, processes, ray
     ray_address: str | None = None
@@ -110,6 +112,7 @@ class Job:
             "flags": flags,
             "backend": self.backend,
             "ray_address": self.ray_address,
+            "limiter": None if self.limiter is None else redact_url(self.limiter),
             "cwd": str(Path.cwd()),
         }
 
@@ -140,6 +143,7 @@ class Job:
             resume=run_id,
             progress=progress,
             overrides=overrides,
+            limiter=data.get("limiter"),
             command=command,
             backend=data.get("backend") or "threads",
             ray_address=data.get("ray_address"),
@@ -180,6 +184,8 @@ class Prepared:
 def prepare(job: Job) -> Prepared:
     """Load and check everything that needs no store, before any call; raises
     :class:`~fanfold.UsageError` naming what is wrong and the fix."""
+    if job.limiter is not None:
+        check_limiter_url(job.limiter)
     pipeline = load_pipeline(job.pipeline)
     built = pipeline.build(job.overrides)  # a missing API key is named here
     spec_limit = None if pipeline.spec is None else pipeline.spec.max_row_bytes
@@ -288,6 +294,7 @@ async def run_job(
                 metadata=job.metadata(),
                 keep=ready.built.reducer is not None,  # a reduction needs every mapped value
                 limits=ready.built.limits,
+                limiter=job.limiter,
                 retry=ready.built.retry,
                 budget=ready.built.budget,
                 deadline=ready.built.deadline,
