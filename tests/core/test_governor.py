@@ -71,10 +71,11 @@ def test_without_known_limits_concurrency_ramps_up_then_backs_off_on_429() -> No
     resource.succeeded(0.1, {}, now=0.1)  # slow start: +1 per success while the cap binds
     assert resource.cap == 3
     resource.in_flight = 3
-    resource.throttled(None, {}, now=0.2)
+    spent = {"requests": 0.0}  # the provider says its limit is spent: a breach
+    resource.throttled(None, {}, now=0.2, remaining=spent)
     assert resource.cap == 3 * ProviderResource.DECREASE
     assert not resource.slow_start
-    resource.throttled(None, {}, now=0.21)  # the same burst's other 429s do not cut it again
+    resource.throttled(None, {}, now=0.21, remaining=spent)  # the same burst's other 429s do not cut it again
     assert resource.cap == 3 * ProviderResource.DECREASE
 
 
