@@ -100,7 +100,11 @@ class RateLimit:
                 "request arrives, as OpenAI counts), 'usage' (what the call spent, as Anthropic counts), or None "
                 "to pick by provider"
             )
-        for name in ("concurrency", "initial_concurrency", "max_concurrency", "default_max_tokens"):
+        reserve = self.default_max_tokens
+        if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 1:
+            # (said without "name=value": the redactor would take a "..._tokens=" for a secret)
+            raise UsageError(f"RateLimit: default_max_tokens is {reserve!r}; pass a whole number of tokens >= 1")
+        for name in ("concurrency", "initial_concurrency", "max_concurrency"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise UsageError(f"RateLimit({name}={value!r}): pass a whole number >= 1")
@@ -173,12 +177,13 @@ class ProviderResource:
 
     DECREASE = 0.7  # multiplicative decrease on a breach while no limit is known
     # A 429 with no ``remaining`` header to read is a breach when it is one of a burst: at least
-    # BURST of them, and at least BREACH_SHARE of the answers, within the last two round trips.
+    # BURST of them, and at least BREACH_SHARE of the last HISTORY answers of the last round trip.
     # A provider past its limit turns away nearly everything that arrives (a denied request
-    # spends its request token too); random 429s, even one in four, stay well below half.
+    # spends its request token too); random 429s, even one in four, reach half of 24 answers
+    # less than once in a hundred tries.
     BURST = 3
     BREACH_SHARE = 0.5
-    HISTORY = 256  # answers remembered for that judgement
+    HISTORY = 24
 
     def __init__(self, name: str, limit: RateLimit, now: float) -> None:
         self.name = name
@@ -310,7 +315,7 @@ class ProviderResource:
         if remaining:
             need = self.charges(cost)
             return any(left < max(1.0, need.get(kind, 0.0)) for kind, left in remaining.items())
-        since = now - max(1.0, 2.0 * self.latency)
+        since = now - max(0.5, self.latency)
         recent = [turned_away for _, turned_away in takewhile(lambda answer: answer[0] >= since, reversed(self.answers))]
         rejected = sum(recent)
         if rejected == len(recent):  # nothing but 429s to go by (a run's first answers): trust them
