@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from itertools import takewhile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from itertools import takewhile
 from typing import Literal
 
 from fanfold._errors import UsageError
@@ -316,11 +316,12 @@ class ProviderResource:
             need = self.charges(cost)
             return any(left < max(1.0, need.get(kind, 0.0)) for kind, left in remaining.items())
         since = now - max(0.5, self.latency)
-        recent = [turned_away for _, turned_away in takewhile(lambda answer: answer[0] >= since, reversed(self.answers))]
+        recent = [
+            turned_away for _, turned_away in takewhile(lambda answer: answer[0] >= since, reversed(self.answers))
+        ]
         rejected = sum(recent)
-        if rejected == len(recent):  # nothing but 429s to go by (a run's first answers): trust them
-            return True
         return rejected >= self.BURST and rejected >= self.BREACH_SHARE * len(recent)
+
     def learn(self, limits: Mapping[str, float], now: float) -> None:
         """Take per-minute limits the provider reported; a configured lower limit still wins."""
         if not limits or not self.limit.learn:

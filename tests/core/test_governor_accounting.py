@@ -32,7 +32,9 @@ def test_arrival_accounting_charges_max_tokens_or_the_servers_default_and_keeps_
     before = tokens.level
     resource.take({"input_tokens": 100, "output_tokens": 20, MAX_TOKENS: 64})
     assert tokens.level == before - 164  # the prompt plus max_tokens, not the expected output
-    resource.release({"input_tokens": 100, "output_tokens": 20, MAX_TOKENS: 64}, {"input_tokens": 100, "output_tokens": 5})
+    resource.release(
+        {"input_tokens": 100, "output_tokens": 20, MAX_TOKENS: 64}, {"input_tokens": 100, "output_tokens": 5}
+    )
     assert tokens.level == before - 164  # kept for the window, however short the answer
     resource.take({"input_tokens": 100, "output_tokens": 20})  # no max_tokens sent: the server reserves its default
     assert tokens.level == before - 164 - 1124

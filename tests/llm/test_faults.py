@@ -30,7 +30,7 @@ def test_an_isolated_429_is_retried_alone_while_the_others_carry_on() -> None:
         agent = ff.llm("openai-chat:sim-1", base_url=sim.openai_base_url, api_key="sk-test")
         return ff.run(ff.map(agent), [f"q{i}" for i in range(12)], limits=ff.Limits(concurrency=4), on_event=log)
 
-    result, sim = asyncio.run(_served(faults, run))
+    result, _ = asyncio.run(_served(faults, run))
     assert result.summary.succeeded == 12
     (throttled,) = log.of_type(events.Throttled)
     assert throttled.pause == 0.0  # the provider had room: no pause for everyone

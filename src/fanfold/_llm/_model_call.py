@@ -164,9 +164,9 @@ class ModelCall:
 
     def delay(self, exc: BaseException | None) -> float | None:
         resource = self.resource
-        if resource is not None and isinstance(exc, ModelHTTPError) and exc.status_code in THROTTLED:
-            if self.state.clock() < resource.paused_until:
-                return 0.0  # a breach paused the resource, which paces it: straight back to the queue
+        throttled = isinstance(exc, ModelHTTPError) and exc.status_code in THROTTLED
+        if throttled and resource is not None and self.state.clock() < resource.paused_until:
+            return 0.0  # a breach paused the resource, which paces it: straight back to the queue
         return retry_hint(exc)  # alone: what the answer asked for, else the policy's backoff
 
     def reservation(self, cost: Mapping[str, float]) -> tuple[float, float]:

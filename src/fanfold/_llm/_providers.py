@@ -271,7 +271,9 @@ def remaining_from_headers(headers: Mapping[str, str] | None) -> dict[str, float
     return _read(headers, _REMAINING_HEADERS, _RAW_REMAINING_HEADERS)
 
 
-def _read(headers: Mapping[str, str] | None, table: Mapping[str, str], raw_table: Mapping[bytes, str]) -> dict[str, float]:
+def _read(
+    headers: Mapping[str, str] | None, table: Mapping[str, str], raw_table: Mapping[bytes, str]
+) -> dict[str, float]:
     if not headers:
         return {}
     found: dict[str, float] = {}
@@ -305,7 +307,7 @@ def retry_hint(exc: BaseException | None) -> float | None:
         return None
     for name, value in headers.items():
         key = str(name).lower()
-        if key.endswith("-retry-after-ms") or key.endswith("-retry-after"):
+        if key.endswith(("-retry-after-ms", "-retry-after")):
             with contextlib.suppress(ValueError):
                 seconds = float(value) / (1000.0 if key.endswith("-ms") else 1.0)
                 if 0 <= seconds < math.inf:
