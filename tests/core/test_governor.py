@@ -42,7 +42,7 @@ def test_limits_are_read_from_an_http_clients_headers_whatever_their_case() -> N
 def test_a_429_pauses_the_resource_and_it_resumes_from_empty() -> None:
     resource = ProviderResource("m", ff.RateLimit(requests_per_minute=600), now=0.0)
     assert resource.wait(None, 0.0) == 0.0
-    pause = resource.throttled(2.0, {}, now=1.0)
+    pause = resource.throttled(2.0, {}, now=1.0, remaining={"requests": 0.0})  # the limit is spent
     assert pause == 2.0
     assert math.isclose(resource.wait(None, 1.5), 1.5)  # paused until 3.0
     assert math.isclose(resource.wait(None, 3.0), 0.1)  # then one request's refill at a time
