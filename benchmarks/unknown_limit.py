@@ -10,6 +10,7 @@ its 429s teach fanfold (a burst of them is a breach, which cuts its adaptive con
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -50,7 +51,7 @@ def reached(timeline: list[int], since: int, per_second: float) -> float | None:
 
 
 def main() -> None:
-    for headers in ("--rate-limit-headers", "--no-rate-limit-headers"):
+    for headers in os.environ.get("HEADERS", "--rate-limit-headers,--no-rate-limit-headers").split(","):
         case(headers)
 
 

@@ -184,6 +184,7 @@ class ProviderResource:
     BURST = 3
     BREACH_SHARE = 0.5
     HISTORY = 24
+    NEAR = 0.9  # adaptive: within this share of the last breach's concurrency, any 429 is one
 
     def __init__(self, name: str, limit: RateLimit, now: float) -> None:
         self.name = name
@@ -207,6 +208,7 @@ class ProviderResource:
         self.breaches = 0
         self.latency = 1.0  # smoothed seconds per call: one round trip, for the adaptive steps
         self.answers: deque[tuple[float, bool]] = deque(maxlen=self.HISTORY)  # (when, turned away)
+        self.ceiling = math.inf  # adaptive: the concurrency at which the limit was last breached
 
     def accounts_like(self, accounting: Accounting) -> None:
         """The provider's own way of counting, unless the ``RateLimit`` named one."""
@@ -302,6 +304,7 @@ class ProviderResource:
                 bucket.hold(until)  # resume by refilling from empty: gradual, no herd
         if self.adaptive and not self.buckets and now - self.last_decrease > self.latency:
             self.slow_start = False
+            self.ceiling = self.cap
             self.cap = max(1.0, min(self.cap, self.in_flight) * self.DECREASE)
             self.last_decrease = now
         return pause
@@ -315,6 +318,10 @@ class ProviderResource:
         if remaining:
             need = self.charges(cost)
             return any(left < max(1.0, need.get(kind, 0.0)) for kind, left in remaining.items())
+        if self.adaptive and not self.buckets and self.cap >= self.NEAR * self.ceiling:
+            # Probing near where the limit was last met: a provider past its limit turns away
+            # everything that arrives, so waiting for a burst there costs a burst.
+            return True
         since = now - max(0.5, self.latency)
         recent = [
             turned_away for _, turned_away in takewhile(lambda answer: answer[0] >= since, reversed(self.answers))

@@ -167,3 +167,16 @@ def test_after_a_429_on_a_token_limited_resource_the_next_try_waits_only_the_pau
     admitted = retry.at - retry.seconds
     # The bucket holds half a second of refill (15 tokens): a call waits at most that after the pause.
     assert admitted - throttled.at <= 1.0 + 0.5 + 1e-6
+
+
+def test_adaptive_concurrency_back_near_its_last_breach_takes_any_429_as_a_breach() -> None:
+    resource = ProviderResource("m", ff.RateLimit(initial_concurrency=10), now=0.0)
+    resource.in_flight = 10
+    resource.throttled(1.0, {}, 0.0, remaining={"requests": 0.0})  # met the limit at 10
+    assert resource.cap == 7.0
+    resource.in_flight = 0  # (no call in flight binds the cap: it does not grow meanwhile)
+    for i in range(20):  # scattered 429s well below it: isolated
+        resource.succeeded(0.2, {}, now=2.0 + i / 100)
+    assert resource.throttled(1.0, {}, 2.5) == 0.0
+    resource.cap = 9.5  # grown back near 10: the next 429 is the limit again
+    assert resource.throttled(1.0, {}, 2.6) == 1.0
