@@ -5,6 +5,12 @@
 fanfold. Targets: >= 97% of the binding limit used in the steady state, <= 0.1% of calls
 answered 429, none failed. The same calls through naive ``asyncio.gather`` with the OpenAI SDK's
 defaults (its own retries, honouring Retry-After) are reported beside it.
+
+Then each provider family's token accounting, on a token-limited provider that fanfold is told
+the limits of (``ACCOUNTING_CALLS`` calls each): OpenAI's (the prompt plus ``max_tokens``, or
+1,024 where the request sends none, charged on arrival and kept), with and without
+``max_tokens``, and Anthropic's (input on arrival, output once known). Targets for each: >= 99%
+of the binding limit used in the steady state, <= 0.1% of calls answered 429, none failed.
 """
 
 from __future__ import annotations
@@ -59,6 +65,52 @@ async def naive(sim: SimulatorProcess) -> tuple[int, int, float]:
         return sum(done), CALLS - sum(done), time.perf_counter() - began
 
 
+ACCOUNTING_CALLS = int(os.environ.get("ACCOUNTING_CALLS", "300"))
+# (label, simulator accounting, model, max_tokens, requests/min, tokens/min)
+ACCOUNTING_CASES = (
+    ("OpenAI-style, max_tokens=64", "arrival", "openai-chat:sim-1", 64, 600, 45_000),
+    ("OpenAI-style, no max_tokens (server reserves 1,024)", "arrival", "openai-chat:sim-1", None, 600, 400_000),
+    ("Anthropic-style, usage", "usage", "anthropic:sim-1", 64, 600, 30_000),
+)
+
+
+async def accounting_run(sim: SimulatorProcess, model: str, max_tokens: int | None, rpm: int, tpm: int) -> Any:
+    base = sim.url if model.startswith("anthropic") else sim.openai_base_url
+    settings: Any = {"max_tokens": max_tokens} if max_tokens else None
+    agent = ff.llm(model, base_url=base, api_key="sk-bench", model_settings=settings)
+    limits = ff.Limits(resources={model: ff.RateLimit(requests_per_minute=rpm, tokens_per_minute=tpm)})
+    return await ff.run(ff.map(agent), prompts(ACCOUNTING_CALLS), limits=limits)
+
+
+def accounting_case(label: str, accounting: str, model: str, max_tokens: int | None, rpm: int, tpm: int) -> list[bool]:
+    title(f"accounting: {label}: {ACCOUNTING_CALLS} calls at {rpm} requests/min and {tpm:,} tokens/min")
+    args = ("--rpm", str(rpm), "--tpm", str(tpm), "--latency", "0.3", "--latency-sigma", "0.5")
+    with SimulatorProcess(*args, "--output-tokens", "40", "--seed", "3") as sim:
+        limits: Any = {"requests_per_minute": rpm, "tokens_per_minute": tpm, "accounting": accounting}
+        sim.set_limits(**limits)
+        result = asyncio.run(accounting_run(sim, model, max_tokens, rpm, tpm))
+        stats = sim.stats()
+    ok = max(1, stats["by_status"].get("200", 0))
+    per_call_input = stats["input_tokens"] / ok
+    # What the provider's limiter charged each call that it served, by its accounting.
+    charged = per_call_input + (stats["output_tokens"] / ok if accounting == "usage" else (max_tokens or 1024))
+    rate = steady_rate(list(stats["timeline_ok"]))
+    request_use, token_use = rate / (rpm / 60), rate * charged / (tpm / 60)
+    binding = max(request_use, token_use)
+    rejected = stats["by_status"].get("429", 0)
+    info(f"fanfold: {result.summary}")
+    info(f"429s per second: {stats['timeline_429']}")
+    info(
+        f"steady state {request_use:.1%} of requests/min, {token_use:.1%} of tokens/min "
+        f"({charged:.0f} tokens charged a call); {rejected} answered 429 of {stats['requests']} requests"
+    )
+    return [
+        check("share of the binding limit used, short of 100%", 1 - binding, 0.01, unit=""),
+        check("calls answered 429", rejected / ACCOUNTING_CALLS * 100, 0.1, unit="%"),
+        check("calls failed", result.summary.failed + result.summary.counts[ff.Status.TIMED_OUT], 0, unit=""),
+    ]
+
+
 def main() -> None:
     title(f"saturation: {CALLS} calls at {RPM} requests/min and {OTPM:,} output tokens/min")
     with SimulatorProcess(*SIM_ARGS) as sim:
@@ -86,6 +138,8 @@ def main() -> None:
     check("fanfold's share of the binding limit used, short of 100%", 1 - binding, 0.03, unit="")
     check("calls answered 429", rejected / CALLS * 100, 0.1, unit="%")
     check("calls failed", result.summary.failed + result.summary.counts[ff.Status.TIMED_OUT], 0, unit="")
+    for case in ACCOUNTING_CASES:
+        accounting_case(*case)
 
 
 if __name__ == "__main__":

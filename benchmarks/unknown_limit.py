@@ -3,12 +3,14 @@
 The simulated provider allows 1,200 requests/min; fanfold has no limit configured and learns it
 from the rate-limit headers (and its 429s). 15 s in, the provider halves the limit; 20 s later it
 restores it. Targets: >= 90% of the new limit reached within 10 s of each change, <= 2% of calls
-answered 429, none failed.
+answered 429, none failed. Then the same with a provider that sends no rate-limit headers: only
+its 429s teach fanfold (a burst of them is a breach, which cuts its adaptive concurrency).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -49,8 +51,17 @@ def reached(timeline: list[int], since: int, per_second: float) -> float | None:
 
 
 def main() -> None:
-    title(f"unknown limit: {CALLS} calls, {RPM} requests/min halved at {HALVE_AT:g}s, restored at {RESTORE_AT:g}s")
-    with SimulatorProcess(*SIM_ARGS) as sim:
+    for headers in os.environ.get("HEADERS", "--rate-limit-headers,--no-rate-limit-headers").split(","):
+        case(headers)
+
+
+def case(headers: str) -> None:
+    said = "with" if headers == "--rate-limit-headers" else "without"
+    title(
+        f"unknown limit, {said} rate-limit headers: {CALLS} calls, {RPM} requests/min halved at {HALVE_AT:g}s, "
+        f"restored at {RESTORE_AT:g}s"
+    )
+    with SimulatorProcess(*SIM_ARGS, headers) as sim:
         result, halved, restored = asyncio.run(run(sim))
         stats = sim.stats()
     timeline = list(stats["timeline_ok"])

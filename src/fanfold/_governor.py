@@ -7,6 +7,14 @@ the provider: rate-limit headers teach it limits it was not given, and a 429 pau
 advised time. While no limit is known it finds one with adaptive concurrency: a slow-start ramp,
 then additive increase and multiplicative decrease.
 
+Two things differ between providers and are modelled here. **Accounting**: an OpenAI-style
+limiter charges a request's prompt plus its ``max_tokens`` (or the server's default) on arrival
+and keeps the charge ("arrival"); an Anthropic-style one charges what the call really spent
+("usage"). A rejected call is charged nothing either way. **Breaches**: a 429 that says the limit
+is spent (a ``remaining`` header at zero, or one of a burst of 429s) pauses the resource for
+everyone; an isolated 429 or an overload is retried by its own call alone, with backoff, and
+the others carry on.
+
 The limiter in :mod:`fanfold._limits` owns the queue; a resource only answers "how long until
 this call fits" and keeps its books.
 """
@@ -14,8 +22,11 @@ this call fits" and keeps its books.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from itertools import takewhile
+from typing import Literal
 
 from fanfold._errors import UsageError
 
@@ -25,6 +36,14 @@ TOKENS = "tokens"
 INPUT_TOKENS = "input_tokens"
 OUTPUT_TOKENS = "output_tokens"
 KINDS = (REQUESTS, TOKENS, INPUT_TOKENS, OUTPUT_TOKENS)
+# Other keys of a call's cost and usage: the ``max_tokens`` it asked for (what an
+# arrival-charging provider reserves), and a usage mark for a call the provider turned away.
+MAX_TOKENS = "max_tokens"
+REJECTED = "rejected"
+
+Accounting = Literal["arrival", "usage"]
+ARRIVAL: Accounting = "arrival"
+USAGE: Accounting = "usage"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,10 +62,19 @@ class RateLimit:
     With ``learn`` (the default), limits the provider reports in its rate-limit headers are
     used too (the lower one wins), and while no limit at all is known, concurrency adapts: it
     starts at ``initial_concurrency``, doubles each round trip until the first 429, then grows
-    by one per round trip and shrinks by 30% on a 429.
+    by one per round trip and shrinks by 30% on a limit breach.
+
+    ``accounting`` says how the provider counts tokens against its limits: ``"arrival"``
+    (OpenAI and OpenAI-compatible servers: the prompt plus ``max_tokens`` are charged as the
+    request arrives, ``default_max_tokens`` where the request sends none, and kept whatever the
+    answer's length) or ``"usage"`` (Anthropic: what the call really spent). ``None`` (the
+    default) picks by provider: ``"arrival"`` for ``openai*`` models, ``"usage"`` otherwise.
+    Set both for an OpenAI-compatible server that counts its own way.
 
     >>> ff.RateLimit(requests_per_minute=500, output_tokens_per_minute=80_000)
     RateLimit(requests_per_minute=500, output_tokens_per_minute=80000)
+    >>> ff.RateLimit(tokens_per_minute=45_000, accounting="arrival", default_max_tokens=4096)
+    RateLimit(tokens_per_minute=45000, accounting='arrival', default_max_tokens=4096)
     """
 
     requests_per_minute: float | None = None
@@ -58,12 +86,24 @@ class RateLimit:
     learn: bool = True
     initial_concurrency: int = 8
     max_concurrency: int = 10_000
+    accounting: Accounting | None = None
+    default_max_tokens: int = 1024
 
     def __post_init__(self) -> None:
         for kind in KINDS:
             value = getattr(self, f"{kind}_per_minute")
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
                 raise UsageError(f"RateLimit({kind}_per_minute={value!r}): pass a number > 0, or None for no limit")
+        if self.accounting not in (None, ARRIVAL, USAGE):
+            raise UsageError(
+                f"RateLimit(accounting={self.accounting!r}): pass 'arrival' (prompt plus max_tokens charged as the "
+                "request arrives, as OpenAI counts), 'usage' (what the call spent, as Anthropic counts), or None "
+                "to pick by provider"
+            )
+        reserve = self.default_max_tokens
+        if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 1:
+            # (said without "name=value": the redactor would take a "..._tokens=" for a secret)
+            raise UsageError(f"RateLimit: default_max_tokens is {reserve!r}; pass a whole number of tokens >= 1")
         for name in ("concurrency", "initial_concurrency", "max_concurrency"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -135,11 +175,21 @@ def amounts(cost: Mapping[str, float] | None) -> dict[str, float]:
 class ProviderResource:
     """One provider resource's buckets, concurrency cap, pause and adaptive state."""
 
-    DECREASE = 0.7  # multiplicative decrease on a 429 while no limit is known
+    DECREASE = 0.7  # multiplicative decrease on a breach while no limit is known
+    # A 429 with no ``remaining`` header to read is a breach when it is one of a burst: at least
+    # BURST of them, and at least BREACH_SHARE of the last HISTORY answers of the last round trip.
+    # A provider past its limit turns away nearly everything that arrives (a denied request
+    # spends its request token too); random 429s, even one in four, reach half of 24 answers
+    # less than once in a hundred tries.
+    BURST = 3
+    BREACH_SHARE = 0.5
+    HISTORY = 24
+    NEAR = 0.9  # adaptive: within this share of the last breach's concurrency, any 429 is one
 
     def __init__(self, name: str, limit: RateLimit, now: float) -> None:
         self.name = name
         self.limit = limit
+        self.accounting: Accounting = limit.accounting or USAGE
         self.buckets: dict[str, Bucket] = {}
         for kind in KINDS:
             per_minute = limit.per_minute(kind)
@@ -155,7 +205,24 @@ class ProviderResource:
         self.paused_until = -math.inf
         self.last_decrease = -math.inf
         self.throttles = 0
+        self.breaches = 0
         self.latency = 1.0  # smoothed seconds per call: one round trip, for the adaptive steps
+        self.answers: deque[tuple[float, bool]] = deque(maxlen=self.HISTORY)  # (when, turned away)
+        self.ceiling = math.inf  # adaptive: the concurrency at which the limit was last breached
+
+    def accounts_like(self, accounting: Accounting) -> None:
+        """The provider's own way of counting, unless the ``RateLimit`` named one."""
+        if self.limit.accounting is None:
+            self.accounting = accounting
+
+    def charges(self, cost: Mapping[str, float] | None) -> dict[str, float]:
+        """What the provider's limiter charges a call of ``cost`` as it arrives."""
+        spend = amounts(cost)
+        if self.accounting == ARRIVAL and cost is not None:
+            reserved = float(cost.get(MAX_TOKENS) or self.limit.default_max_tokens)
+            spend[OUTPUT_TOKENS] = reserved
+            spend[TOKENS] = spend[INPUT_TOKENS] + reserved
+        return spend
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -167,31 +234,40 @@ class ProviderResource:
             return math.inf
         if not self.buckets:
             return 0.0
-        spend = amounts(cost)
+        spend = self.charges(cost)
         return max(bucket.wait(spend[kind], now) for kind, bucket in self.buckets.items())
 
     def take(self, cost: Mapping[str, float] | None) -> None:
         self.in_flight += 1
         if self.buckets:
-            spend = amounts(cost)
+            spend = self.charges(cost)
             for kind, bucket in self.buckets.items():
                 bucket.level -= spend[kind]
 
     def release(self, cost: Mapping[str, float] | None, usage: Mapping[str, float] | None) -> None:
-        """A call ended; ``usage`` (what it really spent) corrects the estimate it was admitted on."""
+        """A call ended; ``usage`` (what it really spent) settles what it was charged on arrival,
+        the way the provider does: a rejected call gets its tokens back; with "usage"
+        accounting the charge becomes what was spent; with "arrival" it stays. A call that
+        failed otherwise (``usage`` None) keeps its charge: the provider may have counted it."""
         self.in_flight -= 1
         if usage is None or not self.buckets:
             return
-        estimated = amounts(cost)
-        spent = amounts(usage)
+        charged = self.charges(cost)
+        if usage.get(REJECTED):
+            spent = dict.fromkeys(charged, 0.0)
+        elif self.accounting == USAGE:
+            spent = amounts(usage)
+        else:
+            return
         for kind, bucket in self.buckets.items():
-            if kind != REQUESTS:
-                bucket.level = min(bucket.capacity, bucket.level + estimated[kind] - spent[kind])
+            if kind != REQUESTS:  # a request turned away still counts against requests per minute
+                bucket.level = min(bucket.capacity, bucket.level + charged[kind] - spent[kind])
 
     # -- what the provider said ----------------------------------------------------------------
 
     def succeeded(self, seconds: float, limits: Mapping[str, float], now: float) -> None:
         self.latency += 0.2 * (seconds - self.latency)
+        self.answers.append((now, False))
         self.learn(limits, now)
         if self.adaptive and not self.buckets and self.in_flight >= self.cap - 1:
             # Grow only while the cap binds (this call still counts as in flight): a resource
@@ -199,10 +275,27 @@ class ProviderResource:
             step = 1.0 if self.slow_start else 1.0 / self.cap
             self.cap = min(float(self.limit.max_concurrency), self.cap + step)
 
-    def throttled(self, retry_after: float | None, limits: Mapping[str, float], now: float) -> float:
-        """A 429 (or 529): pause the whole resource and return how long."""
+    def faulted(self, now: float) -> None:
+        """A call failed in a way that says nothing about the limit (a 5xx, a timeout, a
+        garbled answer): it counts among the answers a burst of 429s is judged against."""
+        self.answers.append((now, False))
+
+    def throttled(
+        self,
+        retry_after: float | None,
+        limits: Mapping[str, float],
+        now: float,
+        remaining: Mapping[str, float] | None = None,
+        cost: Mapping[str, float] | None = None,
+    ) -> float:
+        """A 429: if it is a breach of the limit, pause the whole resource and return how long;
+        if it is an isolated one, return 0 (its call backs off alone)."""
         self.throttles += 1
+        self.answers.append((now, True))
         self.learn(limits, now)
+        if not self.breach(now, remaining, cost):
+            return 0.0
+        self.breaches += 1
         pause = retry_after if retry_after is not None else 1.0
         until = now + pause
         if until > self.paused_until:
@@ -211,9 +304,30 @@ class ProviderResource:
                 bucket.hold(until)  # resume by refilling from empty: gradual, no herd
         if self.adaptive and not self.buckets and now - self.last_decrease > self.latency:
             self.slow_start = False
+            self.ceiling = self.cap
             self.cap = max(1.0, min(self.cap, self.in_flight) * self.DECREASE)
             self.last_decrease = now
         return pause
+
+    def breach(self, now: float, remaining: Mapping[str, float] | None, cost: Mapping[str, float] | None) -> bool:
+        """Whether the 429 just recorded says the limit is spent.
+
+        The provider's ``remaining`` headers decide where it sent them: a bucket without room
+        for this call is a breach, room everywhere is not. Without them, a burst decides.
+        """
+        if remaining:
+            need = self.charges(cost)
+            return any(left < max(1.0, need.get(kind, 0.0)) for kind, left in remaining.items())
+        if self.adaptive and not self.buckets and self.cap >= self.NEAR * self.ceiling:
+            # Probing near where the limit was last met: a provider past its limit turns away
+            # everything that arrives, so waiting for a burst there costs a burst.
+            return True
+        since = now - max(0.5, self.latency)
+        recent = [
+            turned_away for _, turned_away in takewhile(lambda answer: answer[0] >= since, reversed(self.answers))
+        ]
+        rejected = sum(recent)
+        return rejected >= self.BURST and rejected >= self.BREACH_SHARE * len(recent)
 
     def learn(self, limits: Mapping[str, float], now: float) -> None:
         """Take per-minute limits the provider reported; a configured lower limit still wins."""

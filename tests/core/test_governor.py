@@ -42,7 +42,7 @@ def test_limits_are_read_from_an_http_clients_headers_whatever_their_case() -> N
 def test_a_429_pauses_the_resource_and_it_resumes_from_empty() -> None:
     resource = ProviderResource("m", ff.RateLimit(requests_per_minute=600), now=0.0)
     assert resource.wait(None, 0.0) == 0.0
-    pause = resource.throttled(2.0, {}, now=1.0)
+    pause = resource.throttled(2.0, {}, now=1.0, remaining={"requests": 0.0})  # the limit is spent
     assert pause == 2.0
     assert math.isclose(resource.wait(None, 1.5), 1.5)  # paused until 3.0
     assert math.isclose(resource.wait(None, 3.0), 0.1)  # then one request's refill at a time
@@ -71,10 +71,11 @@ def test_without_known_limits_concurrency_ramps_up_then_backs_off_on_429() -> No
     resource.succeeded(0.1, {}, now=0.1)  # slow start: +1 per success while the cap binds
     assert resource.cap == 3
     resource.in_flight = 3
-    resource.throttled(None, {}, now=0.2)
+    spent = {"requests": 0.0}  # the provider says its limit is spent: a breach
+    resource.throttled(None, {}, now=0.2, remaining=spent)
     assert resource.cap == 3 * ProviderResource.DECREASE
     assert not resource.slow_start
-    resource.throttled(None, {}, now=0.21)  # the same burst's other 429s do not cut it again
+    resource.throttled(None, {}, now=0.21, remaining=spent)  # the same burst's other 429s do not cut it again
     assert resource.cap == 3 * ProviderResource.DECREASE
 
 

@@ -45,7 +45,8 @@ def answering(*script: Any, usage: RequestUsage | None = None) -> FunctionModel:
 
 
 def throttle(ms: int = 500) -> ModelHTTPError:
-    return ModelHTTPError(429, "m", headers={"retry-after-ms": str(ms)})
+    """A 429 that breaches the limit: the provider says none of it remains."""
+    return ModelHTTPError(429, "m", headers={"retry-after-ms": str(ms), "x-ratelimit-remaining-requests": "0"})
 
 
 def test_structured_output_and_usage_per_outcome_and_run() -> None:
@@ -241,7 +242,7 @@ def test_streamed_requests_are_governed_too() -> None:
             pass
 
     async def streaming(prompt: str, ctx: ff.Context) -> str:
-        model = llm._governed(ctx.run_state)  # type: ignore[attr-defined]
+        model = await llm._governed(ctx.run_state)  # type: ignore[attr-defined]
         token = _CALLER.set(ctx)
         try:
             answer = await Agent(model).run(prompt, event_stream_handler=handler)

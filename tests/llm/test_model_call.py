@@ -130,7 +130,7 @@ class Streams:
     async def run(self, prompt: str, ctx: ff.Context) -> str | None:
         from fanfold._llm._agent import _CALLER
 
-        model = self.llm._governed(ctx.run_state)  # type: ignore[attr-defined]
+        model = await self.llm._governed(ctx.run_state)  # type: ignore[attr-defined]
         token = _CALLER.set(ctx)
         try:
             messages = [ModelRequest.user_text_prompt(prompt)]

@@ -149,7 +149,9 @@ def test_a_429_pauses_every_client_and_cuts_the_adaptive_cap(redis_url: str, nam
                 await shared._link.open()
             for slot in ("a", "b", "c"):
                 assert (await ask(second, (MODEL,), slot))[0] == 1
-            first._mirrors[MODEL].throttled(3.0, {}, asyncio.get_running_loop().time())
+            first._mirrors[MODEL].throttled(
+                3.0, {}, asyncio.get_running_loop().time(), remaining={"requests": 0.0}
+            )  # a breach
             await first._link.flush()
             verdict = await ask(second, (MODEL,))
             assert verdict[0] == 0

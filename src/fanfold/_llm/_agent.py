@@ -10,6 +10,7 @@ headers, 429s) back to the resource, which every agent of the run calling the sa
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import copy
 import json
@@ -30,7 +31,7 @@ from fanfold._context import Context, RunState
 from fanfold._errors import UsageError
 from fanfold._hedge import SCOPE, Hedge, check_hedge
 from fanfold._llm._model_call import ModelCall
-from fanfold._llm._providers import ModelRef, build_model, builds_client, parse_model
+from fanfold._llm._providers import ModelRef, build_model_off_loop, builds_client, parse_model
 from fanfold._retry import RetryPolicy
 from fanfold._usage import Price, Usage
 
@@ -171,7 +172,8 @@ class LLMAgent:
         return f"<llm {self.name}>"
 
     async def run(self, input: Any, ctx: Context) -> Any:
-        model = self._governed(ctx.run_state)
+        state = ctx.run_state
+        model = state.services.get(self._service_key()) or await self._governed(state)
         token = _CALLER.set(ctx)
         hedged = None if self._hedge is None else SCOPE.set(self._hedge)  # for its model requests
         try:
@@ -205,35 +207,46 @@ class LLMAgent:
         # JSON as pydantic writes it: models (and lists of them, as a reducer gets) included.
         return to_json(input, fallback=str).decode()
 
-    def _governed(self, state: RunState) -> GovernedModel:
+    def _service_key(self) -> tuple[str, object]:
+        return ("model", self._ref if self._ref is not None else id(self._model))
+
+    async def _governed(self, state: RunState) -> GovernedModel:
         """This run's governed model: one client and one resource per model, shared by every
-        agent of the run that calls it."""
-        key = ("model", self._ref if self._ref is not None else id(self._model))
-        governed: GovernedModel | None = state.services.get(key)
-        if governed is None:
-            if self._ref is not None:
-                base = build_model(self._ref, state.cleanups)
-                resource, lookup = self._ref.resource, self._ref.lookup
-                provider, model_name = self._ref.provider, self._ref.model
-            else:
-                assert self._model is not None
-                base = self._model
-                provider, model_name = base.system, base.model_name
-                resource = f"{provider}:{model_name}"
-                lookup = (provider,)
-            call = ModelCall(
-                state,
-                resource,
-                lookup,
-                provider=provider,
-                model=model_name,
-                price=self._price,
-                estimate=self._estimate,
-                output_tokens=self._output_tokens,
-                on_wire=builds_client(self._ref),
-                retry=self._retry,
-            )
-            governed = state.services[key] = GovernedModel(base, call)
+        agent of the run that calls it. Its client is built off the event loop, once."""
+        key = self._service_key()
+        building: asyncio.Lock = state.services.setdefault(("building", key), asyncio.Lock())
+        async with building:
+            governed: GovernedModel | None = state.services.get(key)
+            if governed is None:
+                built = None if self._ref is None else await build_model_off_loop(self._ref, state.cleanups)
+                governed = self._govern(state, key, built)
+            return governed
+
+    def _govern(self, state: RunState, key: tuple[str, object], built: Model | None) -> GovernedModel:
+        if self._ref is not None:
+            assert built is not None
+            base = built
+            resource, lookup = self._ref.resource, self._ref.lookup
+            provider, model_name = self._ref.provider, self._ref.model
+        else:
+            assert self._model is not None
+            base = self._model
+            provider, model_name = base.system, base.model_name
+            resource = f"{provider}:{model_name}"
+            lookup = (provider,)
+        call = ModelCall(
+            state,
+            resource,
+            lookup,
+            provider=provider,
+            model=model_name,
+            price=self._price,
+            estimate=self._estimate,
+            output_tokens=self._output_tokens,
+            on_wire=builds_client(self._ref),
+            retry=self._retry,
+        )
+        governed = state.services[key] = GovernedModel(base, call)
         return governed
 
 

@@ -7,8 +7,12 @@ limit and on the model's provider resource (on the wire, for a client fanfold bu
 sent; then the resource learns from the answer (usage, rate-limit headers, a 429), the budget
 settles, and the task is charged. Transient failures (429, 408, 409, 5xx, 529, connection
 errors, timeouts, garbled answers) are retried, unless the request's ``ff.llm`` or the run says
-otherwise. A throttled request goes straight back to the queue: the resource is paused for
-everyone, and resumes by refilling its buckets from empty, so waiters do not wake together.
+otherwise. A request throttled by a breach of the limit goes straight back to the queue: the
+resource is paused for everyone, and resumes by refilling its buckets from empty, so waiters do
+not wake together. An isolated 429, an overload or a server fault is retried by its own request
+alone, after its ``Retry-After`` or a jittered backoff, while the others carry on. The resource
+charges each request as its provider counts it (see :class:`~fanfold.RateLimit`'s
+``accounting``), and gives a request the provider turned away its tokens back.
 """
 
 from __future__ import annotations
@@ -30,11 +34,18 @@ from pydantic_ai.models import ModelRequestParameters, StreamedResponse
 from fanfold._context import Context, RunState
 from fanfold._errors import TaskTimeout, UsageError
 from fanfold._events import ModelCalled, Throttled
-from fanfold._governor import ProviderResource
+from fanfold._governor import MAX_TOKENS, REJECTED, ProviderResource
 from fanfold._leaf import LeafCall, call_leaf
 from fanfold._limits import Admission, ConcurrencyLimiter
-from fanfold._llm._providers import Wire, limits_from_headers, on_wire
-from fanfold._retry import RetryPolicy, Timeouts, delay_hint
+from fanfold._llm._providers import (
+    Wire,
+    accounting_of,
+    limits_from_headers,
+    on_wire,
+    remaining_from_headers,
+    retry_hint,
+)
+from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._usage import Price, Usage
 
 THROTTLED = frozenset({429, 529})  # the provider asks everyone to slow down
@@ -107,6 +118,8 @@ class ModelCall:
         self.resource: ProviderResource | None = (
             limiter.meter(resource, lookup) if isinstance(limiter, ConcurrencyLimiter) else None
         )
+        if self.resource is not None:
+            self.resource.accounts_like(accounting_of(provider))
         self.resources = (resource,)
         self._provider = provider
         self._model = model
@@ -159,9 +172,11 @@ class ModelCall:
         return call_leaf(_Request(self, ctx, {"input_tokens": float(input_tokens), "output_tokens": output}, send))
 
     def delay(self, exc: BaseException | None) -> float | None:
-        if self.resource is not None and isinstance(exc, ModelHTTPError) and exc.status_code in THROTTLED:
-            return 0.0  # the paused resource paces it: straight back to the queue
-        return delay_hint(exc)
+        resource = self.resource
+        throttled = isinstance(exc, ModelHTTPError) and exc.status_code in THROTTLED
+        if throttled and resource is not None and self.state.clock() < resource.paused_until:
+            return 0.0  # a breach paused the resource, which paces it: straight back to the queue
+        return retry_hint(exc)  # alone: what the answer asked for, else the policy's backoff
 
     def reservation(self, cost: Mapping[str, float]) -> tuple[float, float]:
         ledger = self.state.ledger
@@ -181,7 +196,10 @@ class ModelCall:
         self, messages: Sequence[ModelMessage], parameters: ModelRequestParameters, max_tokens: int | None
     ) -> dict[str, float]:
         output = float(max_tokens) if max_tokens else max(self._output_tokens, self._seen_output)
-        return {"input_tokens": float(self._estimate(messages, parameters)), "output_tokens": output}
+        cost = {"input_tokens": float(self._estimate(messages, parameters)), "output_tokens": output}
+        if max_tokens:
+            cost[MAX_TOKENS] = float(max_tokens)  # what a provider charging on arrival reserves
+        return cost
 
     def succeeded(self, response: ModelResponse, admission: Admission, headers: list[Any], began: float) -> Usage:
         usage = response.usage
@@ -197,12 +215,31 @@ class ModelCall:
             resource.succeeded(now - began, limits_from_headers(headers[-1] if headers else None), now)
         return Usage(1, inp, out, dollars)
 
-    def throttled(self, ctx: Context, exc: ModelHTTPError) -> None:
+    def failed(self, ctx: Context, exc: BaseException, admission: Admission) -> None:
+        """The resource learns from a request that failed: a 429 was turned away uncharged, and
+        may say the limit is spent (see :meth:`~fanfold._governor.ProviderResource.breach`);
+        any other fault counts among the answers a burst of 429s is judged against."""
         resource = self.resource
-        if resource is None:
+        if resource is None or not isinstance(exc, Exception):
             return
+        if isinstance(exc, ModelHTTPError) and exc.status_code == 429:
+            admission.usage = {REJECTED: 1.0}  # turned away: its tokens go back to the buckets
+            self.throttled(ctx, exc, admission)
+        else:
+            resource.faulted(self.state.clock())
+
+    def throttled(self, ctx: Context, exc: ModelHTTPError, admission: Admission) -> None:
+        resource = self.resource
+        assert resource is not None
         state = self.state
-        pause = resource.throttled(exc.retry_after, limits_from_headers(exc.headers), state.clock())
+        headers = exc.headers
+        pause = resource.throttled(
+            retry_hint(exc),
+            limits_from_headers(headers),
+            state.clock(),
+            remaining_from_headers(headers),
+            admission.cost,
+        )
         if state.bus.active:
             event = Throttled(
                 state.run_id, ctx.path, state.now(), self.name, exc.status_code, pause, resource.snapshot()
@@ -259,11 +296,11 @@ class _Request(LeafCall):
     def failed(self, exc: BaseException) -> None:
         if self.spent is not None:  # answered, then failed on the way out: counted already
             return
+        if self.began is not None:  # it reached the provider: the resource learns from the answer
+            self.model_call.failed(self.ctx, exc, self)
         if isinstance(exc, ModelHTTPError):  # the provider answered: no tokens spent
             throttled = exc.status_code in THROTTLED
             self.spent = Usage(requests=1, throttled=int(throttled))
-            if throttled:
-                self.model_call.throttled(self.ctx, exc)
             self._report(str(exc.status_code))
             return
         if self.began is not None:

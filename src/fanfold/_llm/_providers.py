@@ -6,14 +6,18 @@ aiohttp transport (several times the requests per second of the default one at h
 with the SDK's own retries off (the governor retries, and paces the retries of every call
 against the resource together, instead of each call sleeping the same Retry-After), and with a
 response hook that hands the rate-limit headers to the governor. Other providers go through
-pydantic-ai's own ``infer_model``; their errors still carry their headers.
+pydantic-ai's own ``infer_model``; their errors still carry their headers. Building a client
+imports its SDK and makes an SSL context: :func:`build_model_off_loop` does it on a worker thread,
+so that the run's other branches are not held up while the first model call gets ready.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import hashlib
+import math
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -21,8 +25,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fanfold._errors import UsageError
-from fanfold._governor import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS
+from fanfold._governor import ARRIVAL, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS, USAGE, Accounting
 from fanfold._redact import register, register_url
+from fanfold._retry import delay_hint
 
 
 class Wire:
@@ -140,6 +145,13 @@ async def _on_response(response: Any) -> None:
         wire.headers.append(response.headers)
 
 
+def accounting_of(provider: str) -> Accounting:
+    """How a provider counts tokens against its limits: OpenAI (and the many servers that copy
+    its API) charges the prompt plus ``max_tokens`` on arrival; Anthropic and others count what
+    a call spent."""
+    return ARRIVAL if provider.startswith("openai") else USAGE
+
+
 def builds_client(ref: ModelRef | None) -> bool:
     """Whether fanfold builds this model's HTTP client (and so admits its requests on the wire)."""
     return ref is not None and ref.provider in _BUILT_HERE
@@ -180,6 +192,16 @@ def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
     return infer_model(ref.spec, provider_factory=lambda _: provider)
 
 
+async def build_model_off_loop(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
+    """:func:`build_model` on a worker thread: importing an SDK, building its client and its SSL
+    context take a good part of a second, which on the event loop would stall every branch of
+    the run. (The client binds to the event loop only when it sends its first request.)"""
+    built: list[Callable[[], Any]] = []
+    model = await asyncio.to_thread(build_model, ref, built)
+    cleanups.extend(built)  # on the loop: the run's list is only ever touched from there
+    return model
+
+
 def _governed_pool(sdk_module: Any) -> Any:
     """Connection limits that leave concurrency to the governor: the SDK's default pool holds
     at most 1,000 connections, which would silently halve a run allowed 2,000 calls at once.
@@ -215,9 +237,18 @@ _LIMIT_HEADERS = {
     "anthropic-ratelimit-input-tokens-limit": INPUT_TOKENS,
     "anthropic-ratelimit-output-tokens-limit": OUTPUT_TOKENS,
 }
+_REMAINING_HEADERS = {
+    "x-ratelimit-remaining-requests": REQUESTS,
+    "x-ratelimit-remaining-tokens": TOKENS,
+    "anthropic-ratelimit-requests-remaining": REQUESTS,
+    "anthropic-ratelimit-tokens-remaining": TOKENS,
+    "anthropic-ratelimit-input-tokens-remaining": INPUT_TOKENS,
+    "anthropic-ratelimit-output-tokens-remaining": OUTPUT_TOKENS,
+}
 
 
 _RAW_LIMIT_HEADERS = {name.encode(): kind for name, kind in _LIMIT_HEADERS.items()}
+_RAW_REMAINING_HEADERS = {name.encode(): kind for name, kind in _REMAINING_HEADERS.items()}
 
 
 def limits_from_headers(headers: Mapping[str, str] | None) -> dict[str, float]:
@@ -227,19 +258,61 @@ def limits_from_headers(headers: Mapping[str, str] | None) -> dict[str, float]:
     >>> limits_from_headers({"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "30000"})
     {'requests': 500.0, 'tokens': 30000.0}
     """
+    return _read(headers, _LIMIT_HEADERS, _RAW_LIMIT_HEADERS)
+
+
+def remaining_from_headers(headers: Mapping[str, str] | None) -> dict[str, float]:
+    """What is left of each limit, by the same headers' ``remaining`` counterparts: a bucket at
+    zero tells a 429 that breaches the limit from an isolated one.
+
+    >>> remaining_from_headers({"x-ratelimit-remaining-requests": "0", "retry-after": "1"})
+    {'requests': 0.0}
+    """
+    return _read(headers, _REMAINING_HEADERS, _RAW_REMAINING_HEADERS)
+
+
+def _read(
+    headers: Mapping[str, str] | None, table: Mapping[str, str], raw_table: Mapping[bytes, str]
+) -> dict[str, float]:
     if not headers:
         return {}
     found: dict[str, float] = {}
     # httpx's headers (every response's) are read in one pass over their bytes
     raw = getattr(headers, "raw", None)
     pairs: Iterable[tuple[Any, Any]] = raw if raw is not None else headers.items()
-    names: Mapping[Any, str] = _RAW_LIMIT_HEADERS if raw is not None else _LIMIT_HEADERS
+    names: Mapping[Any, str] = raw_table if raw is not None else table
     for name, value in pairs:
         kind = names.get(name.lower())
         if kind is not None:
             with contextlib.suppress(ValueError):  # not a number: the header says nothing usable
                 found[kind] = float(value)
     return found
+
+
+def retry_hint(exc: BaseException | None) -> float | None:
+    """The wait a failed request's answer asks for: its ``Retry-After`` (as pydantic-ai reads
+    it), else a gateway's prefixed copy (LiteLLM sends ``llm_provider-retry-after``), in
+    seconds, or in milliseconds for a ``...-retry-after-ms``.
+
+    >>> class Answer(Exception):
+    ...     headers = {"llm_provider-retry-after": "2"}
+    >>> retry_hint(Answer())
+    2.0
+    """
+    hint = delay_hint(exc)
+    if hint is not None:
+        return hint
+    headers = getattr(exc, "headers", None)
+    if not isinstance(headers, Mapping):
+        return None
+    for name, value in headers.items():
+        key = str(name).lower()
+        if key.endswith(("-retry-after-ms", "-retry-after")):
+            with contextlib.suppress(ValueError):
+                seconds = float(value) / (1000.0 if key.endswith("-ms") else 1.0)
+                if 0 <= seconds < math.inf:
+                    return seconds
+    return None
 
 
 # -- clients fanfold lends to other frameworks' agents (fanfold._adapters) -------------------

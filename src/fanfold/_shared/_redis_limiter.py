@@ -61,10 +61,18 @@ class SharedResource(ProviderResource):
             self._sent.update(limits)
             self._limiter.report(self, "ok", seconds, limits)
 
-    def throttled(self, retry_after: float | None, limits: Mapping[str, float], now: float) -> float:
-        pause = super().throttled(retry_after, limits, now)  # this process waits at once
-        self._sent.update(limits)
-        self._limiter.report(self, "429", -1.0 if retry_after is None else retry_after, limits)
+    def throttled(
+        self,
+        retry_after: float | None,
+        limits: Mapping[str, float],
+        now: float,
+        remaining: Mapping[str, float] | None = None,
+        cost: Mapping[str, float] | None = None,
+    ) -> float:
+        pause = super().throttled(retry_after, limits, now, remaining, cost)  # this process waits at once
+        if pause > 0:  # a breach of the limit (not an isolated 429): every process pauses
+            self._sent.update(limits)
+            self._limiter.report(self, "429", -1.0 if retry_after is None else retry_after, limits)
         return pause
 
 

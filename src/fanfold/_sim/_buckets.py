@@ -2,8 +2,10 @@
 
 One bucket per configured limit (requests, total tokens, input tokens, output tokens). Each
 refills at ``limit / 60`` per second and holds ``burst`` seconds of refill. A request needs one
-request token, its input tokens, and its maximum output tokens (1024 where it gave none) at
-arrival; the unused part of the output reservation is credited back when the answer is known.
+request token and its input tokens at arrival, and its output tokens are charged as the limits'
+``accounting`` says: its maximum (1024 where it gave none) at arrival with the unused part
+credited back when the answer is known (``"reserve"``), its maximum at arrival and kept
+(``"arrival"``, as OpenAI counts), or what it produced once it is known (``"usage"``).
 
 Two rules make it behave like a real provider rather than a polite one:
 
@@ -155,6 +157,10 @@ class ProviderLimiter:
             bucket.refill(now, factor)
         return factor
 
+    @property
+    def _charges_output_later(self) -> bool:
+        return self.limits.accounting == "usage"
+
     def admit(self, input_tokens: int, output_reservation: int, now: float) -> Verdict:
         """Take what the request needs from every bucket, or deny it: a denied request spends
         its request token all the same."""
@@ -175,6 +181,8 @@ class ProviderLimiter:
         return Verdict(True)
 
     def _needs(self, input_tokens: int, output_reservation: int) -> list[tuple[Bucket, float]]:
+        if self._charges_output_later:
+            output_reservation = 0  # admitted while the output bucket is out of debt
         needs: list[tuple[Bucket, float]] = []
         if self._requests is not None:
             needs.append((self._requests, 1.0))
@@ -187,15 +195,28 @@ class ProviderLimiter:
         return needs
 
     def settle(self, output_reservation: int, output_tokens: int, now: float) -> None:
-        """Credit back the output tokens reserved at arrival and not used."""
-        unused = output_reservation - output_tokens
-        if unused <= 0:
+        """The answer is known: credit back the unused reservation (``"reserve"``), charge the
+        output (``"usage"``), or keep what was charged (``"arrival"``)."""
+        accounting = self.limits.accounting
+        if accounting == "arrival":
+            return
+        change = -float(output_tokens) if accounting == "usage" else float(output_reservation - output_tokens)
+        if change == 0:
             return
         factor = self._factor(now)
         for bucket in (self._tokens, self._output):
             if bucket is not None:
                 bucket.refill(now, factor)
-                bucket.credit(unused, factor)
+                bucket.credit(change, factor)
+
+    def refund(self, input_tokens: int, output_reservation: int, now: float) -> None:
+        """An admitted request was turned away after all (an injected 429): a provider charges
+        no tokens for it. Call this instead of :meth:`settle`."""
+        factor = self._factor(now)
+        for bucket, need in self._needs(input_tokens, output_reservation):
+            if bucket is not self._requests:
+                bucket.refill(now, factor)
+                bucket.credit(need, factor)
 
     def states(self, now: float) -> list[BucketState]:
         """Every configured bucket as rate-limit headers report it."""

@@ -18,6 +18,8 @@ from fanfold._errors import UsageError
 Api = Literal["openai-chat", "openai-responses", "anthropic"]
 FaultKind = Literal["429", "500", "529", "timeout", "malformed"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("429", "500", "529", "timeout", "malformed")
+SimAccounting = Literal["reserve", "arrival", "usage"]
+ACCOUNTINGS: tuple[SimAccounting, ...] = ("reserve", "arrival", "usage")
 
 
 def _is_number(value: object) -> TypeGuard[float]:
@@ -65,6 +67,13 @@ class SimLimits:
     at least one request. A limit of ``None`` is not enforced and not reported in headers.
     ``ramp``: see :class:`RampLimit`.
 
+    ``accounting``: how tokens are charged. ``"reserve"`` (the default): the prompt plus the
+    request's max tokens (1,024 where it gives none) on arrival, the unused part credited back
+    when the answer is known. ``"arrival"`` (as OpenAI counts): the same charge on arrival, kept.
+    ``"usage"`` (as Anthropic counts): the prompt on arrival, the output when it is known; a
+    request is admitted while the output bucket is not in debt. A request turned away with a
+    429 is charged no tokens in any mode (but spends its request).
+
     >>> SimLimits(requests_per_minute=60, burst=2.0).requests_per_minute
     60
     """
@@ -75,8 +84,11 @@ class SimLimits:
     output_tokens_per_minute: float | None = None
     burst: float = 1.0
     ramp: RampLimit | None = None
+    accounting: SimAccounting = "reserve"
 
     def __post_init__(self) -> None:
+        if self.accounting not in ACCOUNTINGS:
+            raise UsageError(f"SimLimits(accounting={self.accounting!r}): pass one of {list(ACCOUNTINGS)}")
         for name in ("requests_per_minute", "tokens_per_minute", "input_tokens_per_minute", "output_tokens_per_minute"):
             _check_number(f"SimLimits({name}=...)", getattr(self, name), strict=True, none=True)
         _check_number("SimLimits(burst=...)", self.burst, strict=True)
@@ -112,6 +124,7 @@ _LIMIT_FIELDS = (
     "input_tokens_per_minute",
     "output_tokens_per_minute",
     "burst",
+    "accounting",
 )
 
 

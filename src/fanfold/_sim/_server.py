@@ -151,6 +151,9 @@ class SimService:
                 return self._denied(wire, slot, sim_request, verdict, ids)
         used = 0
         try:
+            if fault == "429" and limiter is not None:  # turned away: charged no tokens after all
+                limiter.refund(sim_request.input_tokens, reservation, now)
+                limiter = None
             if fault is not None and fault != "malformed":
                 return await self._fault(request, wire, slot, fault, ids)
             try:
