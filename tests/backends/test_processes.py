@@ -97,7 +97,10 @@ def test_a_worker_killed_mid_call_is_retried_and_nothing_is_lost(tmp_path: Path)
     assert sorted(runs) == list(range(n))
     assert runs[victim] == [1, 2]
     again = [i for i, attempts in runs.items() if len(attempts) > 1]
-    assert len(again) <= 2  # the victim, and at most the other worker's call
+    # Again: the victim, and the calls the broken pool held (running, queued to a worker, or done
+    # with their result not yet back): at most two per worker and one more, each at most twice.
+    assert len(again) <= 5, again
+    assert all(len(runs[i]) == 2 for i in again)
     assert all(runs[i] == [1, 2] for i in again)
     assert result.summary.retries >= 1
     assert {e.error.type for e in retried} == {"WorkerLost"}

@@ -180,7 +180,12 @@ def test_task_spans_carry_fanfold_attributes_and_usage_is_counted_once(otel: Ote
 
 
 def test_failures_retries_and_429_pauses_show_on_the_task_span(otel: Otel, clock: VirtualClock) -> None:
-    flaky = ff.llm(answering(ModelHTTPError(429, "m", headers={"retry-after-ms": "2000"}), "ok"), name="flaky")
+    flaky = ff.llm(
+        answering(
+            ModelHTTPError(429, "m", headers={"retry-after-ms": "2000", "x-ratelimit-remaining-requests": "0"}), "ok"
+        ),
+        name="flaky",
+    )
 
     @ff.agent
     def broken(x: str) -> str:
