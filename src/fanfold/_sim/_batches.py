@@ -215,9 +215,9 @@ class Batches:
             self._finish(batch, "cancelled", [], [])
             return
         if self.expiry is not None and not batch.release.is_set() and self.delay > self.expiry:
-            failures = [_failure(r.get("custom_id"), 0, "batch_expired", "the batch expired") for r in requests]
-            batch.counts["failed"] = len(failures)
-            self._finish(batch, "expired", [], failures)
+            expired = [_failure(r.get("custom_id"), 0, "batch_expired", "the batch expired") for r in requests]
+            batch.counts["failed"] = len(expired)
+            self._finish(batch, "expired", [], expired)
             return
         outputs: list[dict[str, Any]] = []
         failures: list[dict[str, Any]] = []
