@@ -244,7 +244,6 @@ class LLMAgent:
             governed = state.services[key] = GovernedModel(base, call)
         return governed
 
-
     def _batched(self, state: RunState) -> GovernedModel:
         """This run's model for requests through the batch API (``ff.run(..., batch_api=True)``)."""
         assert self._ref is not None

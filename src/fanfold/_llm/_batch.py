@@ -160,7 +160,7 @@ class Batcher:
             journal = self._state.journal
             if journal is not None:
                 record = await journal.store.get_run(journal.run_id)
-                for batch in (record.config.get("batches", []) if record is not None else []):
+                for batch in record.config.get("batches", []) if record is not None else []:
                     if batch.get("model") == self._spec:
                         known.update(dict.fromkeys(batch.get("custom_ids", []), batch["id"]))
         return known
@@ -226,9 +226,7 @@ class BatchModelCall(ModelCall):
         price = super().price()
         return None if price is None else Price(price.input * DISCOUNT, price.output * DISCOUNT)
 
-    def leaf(
-        self, ctx: Context, cost: dict[str, float], send: Callable[[], Awaitable[ModelResponse]]
-    ) -> _Request:
+    def leaf(self, ctx: Context, cost: dict[str, float], send: Callable[[], Awaitable[ModelResponse]]) -> _Request:
         return _BatchRequest(self, ctx, cost, send)
 
 
