@@ -66,7 +66,7 @@ class Batcher:
         self._pending: list[tuple[str, dict[str, Any], asyncio.Future[Answer]]] = []
         self._linger: asyncio.TimerHandle | None = None
         self._polls: dict[str, asyncio.Task[dict[str, Answer]]] = {}
-        self._known: dict[str, str] | None = None  # custom_id -> the journaled batch it is in
+        self._known: asyncio.Task[dict[str, str]] | None = None  # custom_id -> the journaled batch it is in
         self._tasks: set[asyncio.Task[Any]] = set()
         self.created: list[str] = []  # the batches this process created
 
@@ -154,15 +154,19 @@ class Batcher:
         return results
 
     async def _journaled(self) -> dict[str, str]:
-        known = self._known
-        if known is None:
-            known = self._known = {}
-            journal = self._state.journal
-            if journal is not None:
-                record = await journal.store.get_run(journal.run_id)
-                for batch in record.config.get("batches", []) if record is not None else []:
-                    if batch.get("model") == self._spec:
-                        known.update(dict.fromkeys(batch.get("custom_ids", []), batch["id"]))
+        """What the run's record says was sent in batches already (read once, by the first request)."""
+        if self._known is None:
+            self._known = asyncio.get_running_loop().create_task(self._read_journal())
+        return await asyncio.shield(self._known)
+
+    async def _read_journal(self) -> dict[str, str]:
+        known: dict[str, str] = {}
+        journal = self._state.journal
+        if journal is not None:
+            record = await journal.store.get_run(journal.run_id)
+            for batch in record.config.get("batches", []) if record is not None else []:
+                if batch.get("model") == self._spec:
+                    known.update(dict.fromkeys(batch.get("custom_ids", []), batch["id"]))
         return known
 
     async def _journal(self, batch_id: str, custom_ids: list[str]) -> None:
