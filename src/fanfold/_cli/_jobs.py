@@ -72,6 +72,7 @@ class Job:
     max_row_bytes: int | None = None  # a longer row fails unread [default: the pipeline's, else 4 MiB]
     overrides: Overrides = field(default_factory=Overrides)
     trace: bool = False  # OpenTelemetry spans and metrics (exporters set up by opentelemetry-instrument)
+    batch_api: bool = False  # model requests through the provider's Batch API, at half price
     command: str = "run"  # or "demo": `fanfold runs resume` starts the demo's simulator again
     backend: str = "threads"  # where sync function agents run: threads, processes, ray
     ray_address: str | None = None
@@ -109,6 +110,7 @@ class Job:
             "flags": flags,
             "backend": self.backend,
             "ray_address": self.ray_address,
+            "batch_api": self.batch_api,
             "cwd": str(Path.cwd()),
         }
 
@@ -141,6 +143,7 @@ class Job:
             overrides=overrides,
             command=command,
             backend=data.get("backend") or "threads",
+            batch_api=bool(data.get("batch_api")),
             ray_address=data.get("ray_address"),
         )
 
@@ -292,6 +295,7 @@ async def run_job(
                 on_event=callbacks,
                 trace=job.trace,
                 backend=backend,
+                batch_api=job.batch_api,
             ) as handle:
                 report.run_id = handle.run_id
                 with _cancel_on_signals(handle.cancel, report):
