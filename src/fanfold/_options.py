@@ -46,6 +46,7 @@ class RunOptions(TypedDict, total=False):
     trace: bool | Tracing | None
     backend: BackendOption
     hedge: Hedge | None
+    batch_api: bool
 
 
 class UnknownOption(UsageError, TypeError):
@@ -75,11 +76,14 @@ class Settings:
     trace: bool | Tracing | None = None
     backend: BackendOption = None
     hedge: Hedge | None = None
+    batch_api: bool = False
 
     def __post_init__(self) -> None:
         as_tracing(self.trace)  # names a bad value
         check_backend(self.backend)
         check_hedge("run", self.hedge)
+        if not isinstance(self.batch_api, bool):
+            raise UsageError(f"batch_api={self.batch_api!r}: pass True to send ff.llm requests through the batch API")
         if self.limits is not None and not isinstance(self.limits, Limits):
             raise UsageError(f"limits={self.limits!r}: pass ff.Limits(concurrency=..., resources={{...}})")
         if self.retry is not None and not isinstance(self.retry, RetryPolicy):

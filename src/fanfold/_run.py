@@ -192,6 +192,8 @@ class Run:
         else:
             self._display = None
         self._state = state = RunState(options, self._bus)
+        if options.batch_api:  # read by the LLM wing (fanfold._llm._batch.BATCH_API)
+            state.services["fanfold:batch_api"] = True
         tracing = options.tracing
         if tracing is not None:  # the run is a span, each task one inside it (the _observe wing)
             state.tracer = open_tracer(tracing, state)
@@ -383,7 +385,10 @@ async def run(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Re
     - ``backend``: where sync function agents run: ``"threads"`` (the default), ``"processes"``,
       ``"ray"`` (or :class:`Processes`, :class:`Ray`); the scheduler and governor stay here;
     - ``hedge``: an ``ff.Hedge``: a backup call for any leaf call slower than its trigger, timed
-      from admission, capped per run (``Summary.hedges``, ``Summary.hedges_won``).
+      from admission, capped per run (``Summary.hedges``, ``Summary.hedges_won``);
+    - ``batch_api``: ``True`` sends the model requests of ``ff.llm`` OpenAI agents without tools
+      through the provider's Batch API, at half the price, for work that can wait (a journaled
+      run resumes by polling its batches).
 
     Raises :class:`RunFailed` when the root task fails; ``error.result`` keeps what finished. A
     keyword that is no option raises :class:`UsageError` (also a ``TypeError``) naming it.

@@ -305,6 +305,15 @@ def run(
             "--ray-address", help="The Ray cluster for --backend ray (host:port).", rich_help_panel=_LIMITS_RUN
         ),
     ] = None,
+    batch_api: Annotated[
+        bool,
+        typer.Option(
+            "--batch-api",
+            help="Send the model requests through OpenAI's Batch API: half the price, answers within a day "
+            "(openai models without tools; a stopped run resumes by polling its batches).",
+            rich_help_panel=_LIMITS_RUN,
+        ),
+    ] = False,
 ) -> None:
     """``fanfold run``: check everything, run the pipeline over the file, report."""
     from fanfold._cli._jobs import Job
@@ -340,6 +349,7 @@ def run(
         backend=backend,
         ray_address=ray_address,
         limiter=limiter,
+        batch_api=batch_api,
     )
     execute_job(job)
 

@@ -75,6 +75,7 @@ class Job:
     overrides: Overrides = field(default_factory=Overrides)
     trace: bool = False  # OpenTelemetry spans and metrics (exporters set up by opentelemetry-instrument)
     limiter: str | None = None  # a Redis URL: the limits and budget shared with other processes
+    batch_api: bool = False  # model requests through the provider's Batch API, at half price
     command: str = "run"  # or "demo": `fanfold runs resume` starts the demo's simulator again
     backend: str = "threads"  # where sync function agents run: threads, processes, ray
     ray_address: str | None = None
@@ -113,6 +114,7 @@ class Job:
             "backend": self.backend,
             "ray_address": self.ray_address,
             "limiter": None if self.limiter is None else redact_url(self.limiter),
+            "batch_api": self.batch_api,
             "cwd": str(Path.cwd()),
         }
 
@@ -146,6 +148,7 @@ class Job:
             limiter=data.get("limiter"),
             command=command,
             backend=data.get("backend") or "threads",
+            batch_api=bool(data.get("batch_api")),
             ray_address=data.get("ray_address"),
         )
 
@@ -301,6 +304,7 @@ async def run_job(
                 on_event=callbacks,
                 trace=job.trace,
                 backend=backend,
+                batch_api=job.batch_api,
             ) as handle:
                 report.run_id = handle.run_id
                 with _cancel_on_signals(handle.cancel, report):

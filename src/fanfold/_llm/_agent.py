@@ -30,6 +30,8 @@ from pydantic_core import to_json
 from fanfold._context import Context, RunState
 from fanfold._errors import UsageError
 from fanfold._hedge import SCOPE, Hedge, check_hedge
+from fanfold._llm._batch import BATCH_API, BatchModelCall, build_batch_model
+from fanfold._llm._batch import batchable as batchable_model
 from fanfold._llm._model_call import ModelCall
 from fanfold._llm._providers import ModelRef, build_model_off_loop, builds_client, parse_model
 from fanfold._retry import RetryPolicy
@@ -132,6 +134,7 @@ class LLMAgent:
         direct: bool = False,
         settings: ModelSettings | None = None,
         hedge: Hedge | None = None,
+        batchable: bool = False,
     ) -> None:
         self._hedge = hedge
         self._agent = agent
@@ -150,6 +153,9 @@ class LLMAgent:
         # CPU per call, which is what bounds a large fan-out).
         self._direct = direct
         self._settings = settings
+        # Its requests may go through the batch API (ff.run(..., batch_api=True)): an OpenAI model
+        # fanfold builds, no tools, not hedged.
+        self._batchable = batchable and hedge is None and batchable_model(ref)
 
     @property
     def description(self) -> str | None:
@@ -213,6 +219,8 @@ class LLMAgent:
     async def _governed(self, state: RunState) -> GovernedModel:
         """This run's governed model: one client and one resource per model, shared by every
         agent of the run that calls it. Its client is built off the event loop, once."""
+        if self._batchable and not self._run_options and state.services.get(BATCH_API):
+            return self._batched(state)
         key = self._service_key()
         building: asyncio.Lock = state.services.setdefault(("building", key), asyncio.Lock())
         async with building:
@@ -247,6 +255,27 @@ class LLMAgent:
             retry=self._retry,
         )
         governed = state.services[key] = GovernedModel(base, call)
+        return governed
+
+    def _batched(self, state: RunState) -> GovernedModel:
+        """This run's model for requests through the batch API (``ff.run(..., batch_api=True)``)."""
+        assert self._ref is not None
+        key = ("batch-model", self._ref)
+        governed: GovernedModel | None = state.services.get(key)
+        if governed is None:
+            base, _ = build_batch_model(self._ref, state)
+            call = BatchModelCall(
+                state,
+                self._ref.resource + "#batch",
+                self._ref.lookup,
+                provider=self._ref.provider,
+                model=self._ref.model,
+                price=self._price,
+                estimate=self._estimate,
+                output_tokens=self._output_tokens,
+                retry=self._retry,
+            )
+            governed = state.services[key] = GovernedModel(base, call)
         return governed
 
 
@@ -371,4 +400,5 @@ def llm(
         direct=agent_built and not tools and output_type is str,
         settings=model_settings,
         hedge=hedge,
+        batchable=agent_built and not tools,
     )

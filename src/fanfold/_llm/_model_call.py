@@ -139,10 +139,12 @@ class ModelCall:
         parameters: ModelRequestParameters,
         max_tokens: int | None,
     ) -> ModelResponse:
-        response: ModelResponse = await call_leaf(
-            _Request(self, ctx, self._cost(messages, parameters, max_tokens), send)
-        )
+        response: ModelResponse = await call_leaf(self.leaf(ctx, self._cost(messages, parameters, max_tokens), send))
         return response
+
+    def leaf(self, ctx: Context, cost: dict[str, float], send: Callable[[], Awaitable[ModelResponse]]) -> _Request:
+        """The leaf call of one request (a batched model's requests are a kind of their own)."""
+        return _Request(self, ctx, cost, send)
 
     @asynccontextmanager
     async def stream(

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -41,7 +41,10 @@ class SimulatedProvider:
     :class:`Reply`, or a function ``(SimRequest) -> str | dict | Reply | None`` called once per
     answered request (not for one denied or failed by a fault). ``seed`` fixes answers, fault
     draws and latencies for a given arrival order. ``rate_limit_headers=False`` leaves out the
-    ``x-ratelimit-*`` / ``anthropic-ratelimit-*`` headers. ``port=0`` picks a free port;
+    ``x-ratelimit-*`` / ``anthropic-ratelimit-*`` headers. OpenAI's Batch API is served too
+    (``/v1/files``, ``/v1/batches``; see ``fanfold._sim._batches``): a batch answers its lines
+    ``batch_delay`` seconds after it starts (``math.inf``: when :meth:`release_batches` is
+    called), or expires at ``batch_expiry`` seconds if that comes first. ``port=0`` picks a free port;
     ``sim.url`` says which.
 
     Any API key is accepted (one must be sent, as real providers require) and none is logged.
@@ -64,6 +67,8 @@ class SimulatedProvider:
         rate_limit_headers: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        batch_delay: float = 0.0,
+        batch_expiry: float | None = None,
     ) -> None:
         if limits is not None and not isinstance(limits, SimLimits):
             raise UsageError(f"SimulatedProvider(limits={limits!r}): pass SimLimits(...), or None for no limits")
@@ -78,6 +83,13 @@ class SimulatedProvider:
             )
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
             raise UsageError(f"SimulatedProvider(port={port!r}): pass a TCP port, or 0 for a free one")
+        for name, value in (("batch_delay", batch_delay), ("batch_expiry", batch_expiry)):
+            if value is None and name == "batch_expiry":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
+                raise UsageError(
+                    f"SimulatedProvider({name}={value!r}): pass seconds >= 0 (math.inf: held until release_batches())"
+                )
         self.host = host
         self.port = port
         self._service = SimService(
@@ -87,6 +99,8 @@ class SimulatedProvider:
             answer=answer,
             seed=seed,
             rate_limit_headers=rate_limit_headers,
+            batch_delay=batch_delay,
+            batch_expiry=batch_expiry,
         )
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,6 +142,16 @@ class SimulatedProvider:
         """Change the rate limits mid-run (None: none). Buckets keep their fill, cut to the new
         capacity; a ramp, if the new limits have one, carries on from where it is."""
         self._on_server_loop(lambda: self._service.set_limits(limits))
+
+    @property
+    def batches(self) -> dict[str, Any]:
+        """The Batch API's state: ``created`` (batches), ``answered`` (lines), ``batches`` (each
+        as ``GET /v1/batches/{id}`` shows it); also at ``GET /_sim/batches``."""
+        return self._on_server_loop(self._service.batches.summary)
+
+    def release_batches(self) -> None:
+        """Finish every batch still waiting out its ``batch_delay``, now."""
+        self._on_server_loop(self._service.batches.release)
 
     def reset_stats(self) -> None:
         """Zero the statistics (requests in flight finish uncounted)."""

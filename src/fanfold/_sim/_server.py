@@ -22,6 +22,7 @@ from aiohttp import web
 from fanfold._errors import UsageError
 from fanfold._sim._answers import Answer, digest, make_answer
 from fanfold._sim._anthropic import Messages
+from fanfold._sim._batches import Batches
 from fanfold._sim._buckets import DEFAULT_OUTPUT_RESERVATION, ProviderLimiter, Verdict
 from fanfold._sim._config import AnswerSetting, FaultKind, Faults, Latency, SimLimits, SimRequest
 from fanfold._sim._openai import ChatCompletions, Responses
@@ -45,6 +46,8 @@ class SimService:
         answer: AnswerSetting,
         seed: int,
         rate_limit_headers: bool,
+        batch_delay: float = 0.0,
+        batch_expiry: float | None = None,
     ) -> None:
         self.limits = limits
         self.latency = latency
@@ -57,6 +60,15 @@ class SimService:
         self._numbers = itertools.count(1)
         self._fault_rng = random.Random(f"fanfold-sim:faults:{seed}")
         self._latency_rng = random.Random(f"fanfold-sim:latency:{seed}")
+        self.batches = Batches(
+            answer=lambda: self.answer,
+            faults=faults,
+            seed=seed,
+            delay=batch_delay,
+            expiry=batch_expiry,
+            numbers=self._numbers,
+            fault_rng=self._fault_rng,
+        )
 
     def started(self, now: float) -> None:
         """The server starts listening: buckets start full, and a ramp starts now."""
@@ -82,6 +94,7 @@ class SimService:
         ):
             app.router.add_post(path, self._handler(wire))
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        self.batches.routes(app)  # OpenAI's Batch API
         app.router.add_get("/_sim/stats", self._get_stats)
         app.router.add_get("/_sim/limits", self._get_limits)
         app.router.add_post("/_sim/limits", self._post_limits)
