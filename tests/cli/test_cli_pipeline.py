@@ -13,8 +13,9 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 import fanfold as ff
-from fanfold._cli._batch_files import BadRow, InputFile, OutputWriter, Row, summary_path
+from fanfold._cli._batch_files import BadRow, InputFile, Row
 from fanfold._cli._jobs import Job
+from fanfold._cli._output import OutputWriter, summary_path
 from fanfold._cli._pipeline import Overrides, PipelineError, Template, load_pipeline, output_model
 
 

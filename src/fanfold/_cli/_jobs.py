@@ -23,17 +23,8 @@ from typing import Any
 from rich.console import Console
 
 from fanfold._cli import DEFAULT_STORE
-from fanfold._cli._batch_files import (
-    BadRow,
-    InputFile,
-    MalformedRow,
-    OutputWriter,
-    Row,
-    row_agent,
-    row_key,
-    summary_path,
-    write_summary,
-)
+from fanfold._cli._batch_files import BadRow, InputFile, MalformedRow, Row, row_agent, row_key
+from fanfold._cli._output import OutputWriter, summary_path, write_summary
 from fanfold._cli._pipeline import Built, Overrides, Pipeline, Template, load_pipeline
 from fanfold._cli._reading import DEFAULT_MAX_ROW_BYTES
 from fanfold._errors import JournalFailed, RunFailed, UsageError

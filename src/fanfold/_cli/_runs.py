@@ -80,7 +80,7 @@ def execute_job(job: Job, *, after: Callable[[Report], None] | None = None) -> R
 
 
 def _print_report(report: Report, job: Job, err: Console) -> None:
-    from fanfold._cli._batch_files import summary_path
+    from fanfold._cli._output import summary_path
 
     summary = report.summary
     result = report.result
@@ -283,7 +283,7 @@ def runs_export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here [default: stdout].")] = None,
     unordered: Annotated[bool, typer.Option("--unordered", help="In journal order, holding none in memory.")] = False,
 ) -> None:
-    from fanfold._cli._batch_files import entry_line, is_top_entry
+    from fanfold._cli._output import entry_line, is_top_entry
 
     async def use(s: Store) -> int:
         await _record(s, run_id)
