@@ -21,17 +21,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
 
 import fanfold as ff
 from _common import info, title
+from fanfold.testing import LocalRayCluster
 
 BURN = 0.020
 
@@ -91,36 +85,13 @@ def local(n: int, count: int) -> None:
     verdict("processes speedup over threads", threads / processes, 1.8)
 
 
-def node(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    ray = str(Path(sys.executable).parent / "ray")
-    proc = subprocess.Popen(
-        [ray, "start", *args, "--disable-usage-stats", "--block"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "Ray runtime started" in line:
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc
-    raise RuntimeError(f"ray start {' '.join(args)} failed")
-
-
 def on_ray(n: int, count: int) -> None:
     import ray
 
     title(f"{n} tasks x {BURN * 1000:.0f} ms of CPU on a local Ray cluster (1 CPU per node)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    temp = tempfile.mkdtemp(prefix="ffbench")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    address = f"127.0.0.1:{port}"
     began = time.perf_counter()
-    head = ["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={temp}"]
-    nodes = [node(head, env)]
+    cluster = LocalRayCluster(num_cpus=1)
+    address = cluster.start()
     try:
         info(f"head node up in {time.perf_counter() - began:.1f}s")
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -132,7 +103,7 @@ def on_ray(n: int, count: int) -> None:
         info(f"fanfold on Ray, 1 CPU:  {one:.2f}s (serial work {n * BURN:.1f}s)")
 
         began = time.perf_counter()
-        nodes.append(node([f"--address={address}", "--num-cpus=1"], env))
+        cluster.add_node()
         info(f"second node up in {time.perf_counter() - began:.1f}s")
         remote = ray.remote(num_cpus=1, max_retries=0)(burn)
         while ray.cluster_resources().get("CPU", 0) < 2:  # the new node registers (the condition is checked each time)
@@ -150,10 +121,7 @@ def on_ray(n: int, count: int) -> None:
         ceiling("fanfold on Ray / plain Ray tasks, 2 CPUs", two / plain, 1.1)
     finally:
         ray.shutdown()
-        for proc in reversed(nodes):
-            proc.terminate()
-            proc.wait(60)
-        shutil.rmtree(temp, ignore_errors=True)
+        cluster.close()
 
 
 def main() -> None:

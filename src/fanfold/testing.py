@@ -30,6 +30,7 @@ from fanfold._events import Event, TaskFinished, TaskStarted
 from fanfold._outcome import Status
 
 if TYPE_CHECKING:  # the simulated provider (aiohttp and all) loads on first use; see _LAZY
+    from fanfold._backends._local_ray import LocalRayCluster
     from fanfold._sim import Faults, Latency, RampLimit, Reply, SimLimits, SimRequest, SimStats, SimulatedProvider
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "EventLog",
     "Faults",
     "Latency",
+    "LocalRayCluster",
     "RampLimit",
     "Reply",
     "ScriptedError",
@@ -56,6 +58,7 @@ _LAZY = {
     name: f"fanfold._sim:{name}"
     for name in ("Faults", "Latency", "RampLimit", "Reply", "SimLimits", "SimRequest", "SimStats", "SimulatedProvider")
 }
+_LAZY["LocalRayCluster"] = "fanfold._backends._local_ray:LocalRayCluster"  # a real Ray cluster on loopback
 
 if not TYPE_CHECKING:  # hidden from type checkers, which would take any name as valid through it
 

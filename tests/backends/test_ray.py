@@ -5,16 +5,12 @@ resumed from the Postgres journal on the cluster."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import select
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,70 +21,19 @@ import pytest
 
 import fanfold as ff
 from fanfold import events
+from fanfold.testing import LocalRayCluster
 
 HERE = Path(__file__).resolve().parent
 PG = "postgresql://127.0.0.1/test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    """``ray start ... --block``, owned by this test session; returns once the node is up."""
-    ray = str(Path(sys.executable).parent / "ray")
-    proc = subprocess.Popen(
-        [ray, "start", *args, "--disable-usage-stats", "--block"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:  # blocks until ray prints that the node runs (or exits)
-        seen.append(line)
-        if "Ray runtime started" in line:
-            break
-    else:
-        pytest.fail(f"ray start {' '.join(args)} exited {proc.wait()}:\n{''.join(seen)}")
-    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()  # keep its pipe from filling
-    return proc
-
-
-def _drain(stream: Any) -> None:
-    with contextlib.suppress(ValueError, OSError):  # closed at the end of the session
-        for _ in stream:
-            pass
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[str]:
     """A real two-node Ray cluster (head + one worker node, 1 CPU each); its GCS address."""
     pytest.importorskip("ray", reason="Ray is not installed: pip install 'fanfold[ray]' to run these tests")
-    port = _free_port()
-    temp = tempfile.mkdtemp(prefix="ffray")  # short: Ray's socket paths live under it
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    address = f"127.0.0.1:{port}"
-    nodes = [
-        _start_node(
-            ["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", f"--temp-dir={temp}"], env
-        )
-    ]
-    try:
-        nodes.append(_start_node([f"--address={address}", "--num-cpus=1"], env))
-        yield address
-    finally:
-        # Each `ray start --block` stops its node's processes on SIGTERM. (Not `ray stop --force`:
-        # it kills every Ray process on the machine, other users' clusters too.)
-        for node in reversed(nodes):
-            node.terminate()
-            node.wait(timeout=60)
-            assert node.stdout is not None
-            node.stdout.close()
-        shutil.rmtree(temp, ignore_errors=True)
+    with LocalRayCluster(num_cpus=1) as local:
+        local.add_node()
+        yield local.address
 
 
 def backend(address: str) -> ff.Ray:
