@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install demo test lint bench images clean
+.PHONY: install demo test lint bench images docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fanfold needs Python >= 3.11; set PYTHON=python3.11")'
@@ -22,15 +22,18 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples conftest.py
-	$(BIN)/ruff format --check src tests benchmarks examples conftest.py
+	$(BIN)/ruff check src tests benchmarks examples docs/_hooks conftest.py
+	$(BIN)/ruff format --check src tests benchmarks examples docs/_hooks conftest.py
 	$(BIN)/mypy
 
 images: $(STAMP)  # the README's dashboard and timeline screenshots (needs /usr/bin/chromium)
 	FANFOLD_WRITE_IMAGES=1 $(BIN)/python -m pytest -q tests/observe -k "ten_tasks or another_process"
 
+docs: $(STAMP)  # the documentation site, into site/ (open site/index.html); fails on any broken link or reference
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site
