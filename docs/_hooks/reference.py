@@ -335,38 +335,54 @@ def errors_markdown() -> str:
 EVENT_WHEN = {
     "Event": "the base of every event: `run_id`, `path` (the task's place in the tree) and `at`",
     "RunStarted": "a run began (or a resumed run began again)",
-    "RunFinished": "a run ended, with its status and summary",
     "FanoutStarted": "a pattern fanned out over its inputs",
     "TaskQueued": "a task was created and waits for admission",
     "TaskStarted": "a task's attempt began (after admission)",
+    "ModelCalled": "a model request (one attempt) ended: its resource, status, usage and time",
+    "Throttled": "a resource paused after the provider said its limit is spent (a 429 or an overload)",
+    "HedgeStarted": "a backup call started for a slow leaf call",
+    "HedgeWon": "a backup call finished first",
     "TaskRetrying": "an attempt failed and the retry policy will try again after `delay`",
-    "ModelCalled": "a model request ended: its model, usage, cost and status",
-    "Throttled": "a resource paused after a 429 that breached its limit",
+    "AgentEvent": "an agent reported something with `ctx.emit(name, **data)`",
     "TaskFinished": "the base of the five events that end a task; carries its `outcome`",
     "TaskSucceeded": "a task ended with a value",
     "TaskFailed": "a task ended with an error, after its retries",
     "TaskTimedOut": "a task ran past its timeout or the run's deadline",
     "TaskCancelled": "a task was cancelled (a race lost, a vote decided, the run cancelled)",
     "TaskSkipped": "a task was skipped (the budget, a policy, `ff.Skip`)",
-    "AgentEvent": "an agent reported something with `ctx.emit(name, **data)`",
-    "HedgeStarted": "a backup call started for a slow leaf call",
-    "HedgeWon": "a backup call finished first",
+    "RunFinished": "a run ended, with its status and summary",
 }
 
 
 def events_markdown() -> str:
-    """A table of every event in ``fanfold.events``: when it comes, and its fields."""
+    """A table of every event in ``fanfold.events`` (when it comes, its fields), then a section
+    per event: its fields' types and its docstring."""
     from fanfold import events
 
     rows = ["| event | emitted when | fields (beyond `run_id`, `path`, `at`) |", "| --- | --- | --- |"]
+    sections = []
     for name in EVENT_WHEN:  # in the order a run emits them
         cls = getattr(events, name)
         own = [f for f in dataclasses.fields(cls) if f.name not in ("run_id", "path", "at")]
-        fields = ", ".join(f"`{f.name}`" for f in own) or ""
         bases = [b.__name__ for b in cls.__bases__ if b.__name__ not in ("Event", "object")]
         when = EVENT_WHEN[name] + (f" (a `{bases[0]}`)" if bases else "")
-        rows.append(f"| `events.{name}` | {_cell(when)} | {fields} |")
-    return "\n".join(rows) + "\n"
+        rows.append(f"| [`events.{name}`](#events{name.lower()}) | {_cell(when)} | "
+                    f"{', '.join(f'`{f.name}`' for f in own)} |")  # fmt: skip
+        doc = inspect.cleandoc(cls.__doc__ or "")
+        if doc.startswith(f"{name}("):  # the signature dataclasses write when there is no docstring
+            doc = ""
+        fields = [f"- `{f.name}`: `{_annotation(f.type)}`" for f in dataclasses.fields(cls)]
+        sections.append("\n\n".join(part for part in [f"### `events.{name}`", _emitted(when), doc,
+                                                        "\n".join(fields)] if part))  # fmt: skip
+    return "\n".join(rows) + "\n\n" + "\n\n".join(sections) + "\n"
+
+
+def _emitted(when: str) -> str:
+    return f"{when[0].upper()}{when[1:]}." if when.startswith("the base") else f"Emitted when {when}."
+
+
+def _annotation(annotation: Any) -> str:
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
 
 
 GENERATORS: dict[str, Callable[[], str]] = {
