@@ -26,8 +26,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples docs/_hooks conftest.py
 	$(BIN)/mypy
 
-images: $(STAMP)  # the README's dashboard and timeline screenshots (needs /usr/bin/chromium)
+images: $(STAMP)  # the dashboard, timeline and documentation site screenshots in docs/images (needs /usr/bin/chromium)
 	FANFOLD_WRITE_IMAGES=1 $(BIN)/python -m pytest -q tests/observe -k "ten_tasks or another_process"
+	FANFOLD_WRITE_IMAGES=1 $(BIN)/python -m pytest -q tests/docs/test_site.py
 
 docs: $(STAMP)  # the documentation site, into site/ (open site/index.html); fails on any broken link or reference
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

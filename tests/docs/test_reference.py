@@ -28,7 +28,7 @@ def _hook(name: str) -> ModuleType:
 
 
 reference = _hook("reference")
-doctests = _hook("doctests")
+docstrings = _hook("docstrings")
 API_PAGE = (ROOT / "docs" / "reference" / "api.md").read_text(encoding="utf-8")
 
 
@@ -115,4 +115,9 @@ def test_every_event_is_described() -> None:
     ],
 )
 def test_doctests_in_docstrings_become_code_blocks(docstring: str, fenced: str) -> None:
-    assert doctests.fence_doctests(docstring) == fenced
+    assert docstrings.fence_doctests(docstring) == fenced
+
+
+def test_sphinx_roles_become_inline_code() -> None:
+    text = "Returns a :class:`Result`; see :func:`~fanfold.run` and :py:meth:`Run.cancel`."
+    assert docstrings.to_markdown(text) == "Returns a `Result`; see `run` and `Run.cancel`."
