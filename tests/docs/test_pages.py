@@ -5,6 +5,7 @@ assertions hold: the blocks of a page in order, in one namespace, in a fresh tem
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ VENV_BIN = str(Path(sys.executable).parent)
 REDIS_URL = os.environ.get("FANFOLD_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("FANFOLD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PAGES = [parse(path) for path in pages()]
+RUNNABLE = [page for page in PAGES if any(block.runs for block in page.blocks)]
 
 
 def _listening(url: str, default_port: int) -> str | None:
@@ -64,12 +66,10 @@ def test_the_readme_and_the_site_have_examples_that_run() -> None:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+@pytest.mark.parametrize("page", RUNNABLE, ids=[page.name for page in RUNNABLE])
 def test_page_examples_run(page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                            request: pytest.FixtureRequest) -> None:  # fmt: skip
     blocks = [block for block in page.blocks if block.runs]
-    if not blocks:
-        pytest.skip(f"{page.name} has no block to run")
     for need in page.needs:
         why = _missing(need)
         if why is not None:
@@ -107,3 +107,12 @@ def test_every_site_page_is_parsed() -> None:
     assert {"docs/index.md", "docs/getting-started.md", "docs/reference/errors.md"} <= names
     assert not any("_hooks" in name for name in names)
     assert ROOT.joinpath("mkdocs.yml").exists()
+
+
+def test_the_readmes_links_into_the_repository_resolve() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [target for target in targets if "://" not in target]
+    assert local, "the README links into the site"
+    missing = [target for target in local if not (ROOT / target).exists()]
+    assert missing == []
