@@ -3,6 +3,7 @@ error and event; and the hand-written words beside them (fixes, meanings) cover 
 
 from __future__ import annotations
 
+import doctest
 import importlib.util
 import re
 import sys
@@ -121,3 +122,8 @@ def test_doctests_in_docstrings_become_code_blocks(docstring: str, fenced: str) 
 def test_sphinx_roles_become_inline_code() -> None:
     text = "Returns a :class:`Result`; see :func:`~fanfold.run` and :py:meth:`Run.cancel`."
     assert docstrings.to_markdown(text) == "Returns a `Result`; see `run` and `Run.cancel`."
+
+
+def test_the_hooks_docstring_examples_hold() -> None:
+    for module in (reference, docstrings):
+        assert doctest.testmod(module).failed == 0
