@@ -215,10 +215,11 @@ def pipeline_schema_markdown() -> str:
             else:
                 default = f"`{_yaml_value(field.default)}`"
             meaning = PIPELINE_FIELDS[model.__name__][name]
-            bounds = _bounds(field.metadata)
+            bounds = _bounds([*field.metadata, *_union_metadata(field.annotation)])
             if bounds:
                 meaning += f" ({bounds})"
-            if name in FIXES and name != "type":
+            # FIXES is keyed by a field's last name; `price.output` is a number, not an output schema.
+            if name in FIXES and name != "type" and (model.__name__, name) != ("PriceSpec", "output"):
                 meaning += f". If it is wrong, the error says: *{FIXES[name]}*"
             rows.append(f"| `{name}` | {_cell(_type_name(field.annotation))} | {default} | {_cell(meaning)} |")
         sections.append(f"### {SECTION_TITLES[model.__name__]}\n\n" + "\n".join(rows))
@@ -231,6 +232,16 @@ def _yaml_value(value: Any) -> str:
     if hasattr(value, "type"):  # a pattern's default: map
         return str(value.type)
     return str(value)
+
+
+def _union_metadata(annotation: Any) -> list[Any]:
+    """The constraints of ``Annotated[int, Field(ge=1)] | None``, which Pydantic keeps in the type."""
+    found = []
+    for arg in typing.get_args(annotation):
+        if typing.get_origin(arg) is typing.Annotated:
+            for item in typing.get_args(arg)[1:]:
+                found += getattr(item, "metadata", [item])
+    return found
 
 
 def _bounds(metadata: list[Any]) -> str:
