@@ -1,22 +1,27 @@
-"""Model requests through OpenAI's Batch API, at half the price, for work that can wait.
+"""Model requests through the provider's batch endpoint, at half the price, for work that can wait.
 
 ``ff.run(..., batch_api=True)`` sends the model requests of ``ff.llm`` agents that qualify (an
-OpenAI model named ``openai:...`` or ``openai-chat:...``, no tools, text or structured output;
-not a stream, not hedged) through the provider's batch endpoint instead of Chat Completions.
+OpenAI model named ``openai:...`` or ``openai-chat:...``, or an Anthropic model named
+``anthropic:...``; no tools, text or structured output; not a stream, not hedged) through the
+provider's batch endpoint: OpenAI's Batch API instead of Chat Completions, Anthropic's Message
+Batches (``fanfold._llm._batch_anthropic``) instead of Messages.
 Each request is still a leaf call through the one leaf boundary (a :class:`_BatchRequest`):
 it reserves its estimated spend from the budget (at the batch price), is admitted on the run's
 global concurrency (not on the model's per-minute rate limits: a batch has its own queue), and
 is settled and charged when its answer comes back. Its ``send`` goes through pydantic-ai and
-the OpenAI SDK as any request does, but the SDK's HTTP client hands the request body to the
+the provider's SDK as any request does, but the SDK's HTTP client hands the request body to the
 run's :class:`Batcher` for that model instead of the network: the batcher collects bodies
-until it has ``SIZE`` of them or ``LINGER`` seconds pass, uploads them as a JSONL file, creates
-a batch, polls it with backoff, and answers each request with its line of the output file (or
-of the error file: a failed line is that request's HTTP error, retried or failed as any).
+until it has ``SIZE`` of them or ``LINGER`` seconds pass, sends them as one batch through its
+:class:`Endpoint` (OpenAI: a JSONL file uploaded, then a batch on it), polls it with backoff, and
+answers each request with its result (a failed one is that request's HTTP error, retried or
+failed as any; one the batch never ran, expired or cancelled, is a transient 503). A request's
+outcome is reported as soon as its own batch ends, whatever the run's other batches do.
 Usage is priced at :data:`DISCOUNT` (half) the model's price.
 
 The batch's id and its items' ``custom_id`` are written to the run's record in the store
 (``config["batches"]``) as soon as the batch is created. A ``custom_id`` is the task's path,
-the attempt and a digest of the body, the same when a crashed or stopped run is resumed: a
+the attempt and a digest of the body (Anthropic's, a digest of those), the same when a crashed
+or stopped run is resumed: a
 request whose ``custom_id`` is in a journaled batch awaits that batch (polling it) instead of
 being sent again.
 """
@@ -30,7 +35,7 @@ import hashlib
 import json
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2 as httpx
 from pydantic_ai.messages import ModelResponse
@@ -46,7 +51,7 @@ DISCOUNT = 0.5  # the batch price, as a share of the model's price
 SIZE = 1_000  # a batch is sent once it has this many requests ...
 LINGER = 0.5  # ... or this many seconds after its first one
 POLL = (0.2, 1.5, 30.0)  # polling backoff: first wait, growth, longest wait (seconds)
-BATCHABLE = ("openai", "openai-chat")  # providers whose requests can go through the batch API
+BATCHABLE = ("openai", "openai-chat", "anthropic")  # providers whose requests can go through a batch API
 _DONE = frozenset({"completed", "expired", "cancelled", "failed"})
 
 # The request being sent in this task: (its task's path, its attempt).
@@ -55,12 +60,32 @@ _ITEM: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("
 Answer = tuple[int, Any]  # an HTTP status and a JSON body
 
 
+class Endpoint(Protocol):
+    """One provider's batch API, as a :class:`Batcher` uses it."""
+
+    path: str  # the path of the requests it batches (the SDK's HTTP client hands these over)
+
+    def custom_id(self, key: str) -> str:
+        """The ``custom_id`` for a request's key (its task's path, attempt and body digest)."""
+
+    async def create(self, items: list[tuple[str, dict[str, Any]]], run_id: str) -> str:
+        """Send ``(custom_id, body)`` pairs as one batch; its id."""
+
+    async def ended(self, batch_id: str) -> Any | None:
+        """The batch if it has ended (whatever the reason), else None."""
+
+    async def results(self, batch: Any) -> dict[str, Answer]:
+        """Each request's answer (by ``custom_id``) in an ended batch."""
+
+    async def close(self) -> None: ...
+
+
 class Batcher:
     """One model's batches in one run: collects request bodies, sends them as batches, and
     answers each from its batch's results."""
 
-    def __init__(self, client: Any, spec: str, state: RunState) -> None:
-        self._client = client  # an openai.AsyncOpenAI for the files and batches endpoints
+    def __init__(self, endpoint: Endpoint, spec: str, state: RunState) -> None:
+        self.endpoint = endpoint
         self._spec = spec
         self._state = state
         self._pending: list[tuple[str, dict[str, Any], asyncio.Future[Answer]]] = []
@@ -88,7 +113,7 @@ class Batcher:
         for task in (*self._tasks, *self._polls.values()):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._polls.values(), return_exceptions=True)
-        await self._client.close()
+        await self.endpoint.close()
 
     def _flush(self) -> None:
         if self._linger is not None:
@@ -103,21 +128,12 @@ class Batcher:
 
     async def _send(self, items: list[tuple[str, dict[str, Any], asyncio.Future[Answer]]]) -> None:
         try:
-            lines = [
-                {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
-                for custom_id, body, _ in items
-            ]
-            content = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
-            file = await self._client.files.create(file=("fanfold-batch.jsonl", content), purpose="batch")
-            batch = await self._client.batches.create(
-                input_file_id=file.id,
-                endpoint="/v1/chat/completions",
-                completion_window="24h",
-                metadata={"fanfold_run": self._state.run_id},
+            batch_id = await self.endpoint.create(
+                [(custom_id, body) for custom_id, body, _ in items], self._state.run_id
             )
-            self.created.append(batch.id)
-            await self._journal(batch.id, [custom_id for custom_id, _, _ in items])
-            results = await asyncio.shield(self._poll(batch.id))
+            self.created.append(batch_id)
+            await self._journal(batch_id, [custom_id for custom_id, _, _ in items])
+            results = await asyncio.shield(self._poll(batch_id))
         except Exception as exc:  # the upload, the batch or its polling failed: every item fails so
             for _, _, future in items:
                 if not future.done():
@@ -134,24 +150,12 @@ class Batcher:
         return task
 
     async def _results(self, batch_id: str) -> dict[str, Answer]:
-        """Poll the batch until it ends, then read its output and error files."""
+        """Poll the batch until it ends, then read its results."""
         wait, growth, longest = POLL
-        while True:
-            batch = await self._client.batches.retrieve(batch_id)
-            if batch.status in _DONE:
-                break
+        while (batch := await self.endpoint.ended(batch_id)) is None:
             await asyncio.sleep(wait)
             wait = min(longest, wait * growth)
-        results: dict[str, Answer] = {}
-        for file_id in (batch.output_file_id, batch.error_file_id):
-            if file_id is None:
-                continue
-            content = await self._client.files.content(file_id)
-            for raw in content.text.splitlines():
-                if raw.strip():
-                    line = json.loads(raw)
-                    results[line["custom_id"]] = _line_answer(line)
-        return results
+        return await self.endpoint.results(batch)
 
     async def _journaled(self) -> dict[str, str]:
         """What the run's record says was sent in batches already (read once, by the first request)."""
@@ -182,6 +186,52 @@ class Batcher:
         await journal.store.change_run(journal.run_id, add)
 
 
+class OpenAIBatches:
+    """OpenAI's Batch API: a JSONL file uploaded, a batch on it, its output and error files."""
+
+    path = "/chat/completions"
+
+    def __init__(self, client: Any) -> None:
+        self._client = client  # an openai.AsyncOpenAI for the files and batches endpoints
+
+    def custom_id(self, key: str) -> str:
+        return key
+
+    async def create(self, items: list[tuple[str, dict[str, Any]]], run_id: str) -> str:
+        lines = [
+            {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+            for custom_id, body in items
+        ]
+        content = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines).encode()
+        file = await self._client.files.create(file=("fanfold-batch.jsonl", content), purpose="batch")
+        batch = await self._client.batches.create(
+            input_file_id=file.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata={"fanfold_run": run_id},
+        )
+        return str(batch.id)
+
+    async def ended(self, batch_id: str) -> Any | None:
+        batch = await self._client.batches.retrieve(batch_id)
+        return batch if batch.status in _DONE else None
+
+    async def results(self, batch: Any) -> dict[str, Answer]:
+        results: dict[str, Answer] = {}
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id is None:
+                continue
+            content = await self._client.files.content(file_id)
+            for raw in content.text.splitlines():
+                if raw.strip():
+                    line = json.loads(raw)
+                    results[line["custom_id"]] = _line_answer(line)
+        return results
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
 def _line_answer(line: dict[str, Any]) -> Answer:
     response = line.get("response")
     if response is not None:
@@ -200,20 +250,28 @@ def _answer_of(results: dict[str, Answer], custom_id: str) -> Answer:
     return 503, {"error": {"message": message, "type": "server_error", "code": "missing"}}
 
 
-class _Transport(httpx.AsyncBaseTransport):
-    """The SDK's HTTP client for batched requests: a chat completion goes to the batcher."""
+class Transport(httpx.AsyncBaseTransport):
+    """The SDK's HTTP client for batched requests: a request to the endpoint's path goes to the
+    batcher (``prepare`` may change its body, say to drop ``stream``)."""
 
-    def __init__(self, batcher: Batcher) -> None:
+    def __init__(
+        self, batcher: Batcher, prepare: Callable[[httpx.Request, dict[str, Any]], None] | None = None
+    ) -> None:
         self._batcher = batcher
+        self._prepare = prepare
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         item = _ITEM.get()
         body = json.loads(await request.aread())
-        if item is None or not request.url.path.endswith("/chat/completions"):
-            raise httpx.UnsupportedProtocol(f"fanfold's batch client sends chat completions only, not {request.url}")
-        path, attempt = item
+        path = self._batcher.endpoint.path
+        if item is None or not request.url.path.endswith(path):
+            raise httpx.UnsupportedProtocol(f"fanfold's batch client sends {path} requests only, not {request.url}")
+        if self._prepare is not None:
+            self._prepare(request, body)
+        task, attempt = item
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-        status, payload = await self._batcher.submit(f"{path or 'root'}#{attempt}#{digest}", body)
+        custom_id = self._batcher.endpoint.custom_id(f"{task or 'root'}#{attempt}#{digest}")
+        status, payload = await self._batcher.submit(custom_id, body)
         return httpx.Response(status, json=payload, request=request)
 
 
@@ -256,7 +314,12 @@ def batchable(ref: ModelRef | None) -> bool:
 
 
 def build_batch_model(ref: ModelRef, state: RunState) -> Any:
-    """An OpenAI chat model whose requests go through a new :class:`Batcher` (closed with the run)."""
+    """A model whose requests go through a new :class:`Batcher` (closed with the run): OpenAI's
+    chat model on the Batch API, or Anthropic's model on Message Batches."""
+    if ref.provider == "anthropic":
+        from fanfold._llm._batch_anthropic import build_anthropic_batch_model
+
+        return build_anthropic_batch_model(ref, state)
     import openai
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
@@ -264,13 +327,13 @@ def build_batch_model(ref: ModelRef, state: RunState) -> Any:
     api_key = ref.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed"
     base_url = ref.base_url or os.environ.get("OPENAI_BASE_URL") or None
     control = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=3)
-    batcher = Batcher(control, ref.spec, state)
+    batcher = Batcher(OpenAIBatches(control), ref.spec, state)
     state.cleanups.append(batcher.aclose)
     client = openai.AsyncOpenAI(
         api_key=api_key,
         base_url=base_url,
         max_retries=0,
-        http_client=httpx.AsyncClient(transport=_Transport(batcher)),
+        http_client=httpx.AsyncClient(transport=Transport(batcher)),
     )
     state.cleanups.append(client.close)
     return OpenAIChatModel(ref.model, provider=OpenAIProvider(openai_client=client)), batcher
