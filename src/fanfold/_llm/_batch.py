@@ -252,13 +252,18 @@ def _answer_of(results: dict[str, Answer], custom_id: str) -> Answer:
 
 class Transport(httpx.AsyncBaseTransport):
     """The SDK's HTTP client for batched requests: a request to the endpoint's path goes to the
-    batcher (``prepare`` may change its body, say to drop ``stream``)."""
+    batcher. A provider's subclass may change the body first (:meth:`prepare`) and shape the
+    answer (:meth:`respond`)."""
 
-    def __init__(
-        self, batcher: Batcher, prepare: Callable[[httpx.Request, dict[str, Any]], None] | None = None
-    ) -> None:
+    def __init__(self, batcher: Batcher) -> None:
         self._batcher = batcher
-        self._prepare = prepare
+
+    def prepare(self, request: httpx.Request, body: dict[str, Any]) -> Any:
+        """Make the request's body a batch item's (in place); what :meth:`respond` needs to know."""
+        return None
+
+    def respond(self, request: httpx.Request, status: int, payload: Any, prepared: Any) -> httpx.Response:
+        return httpx.Response(status, json=payload, request=request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         item = _ITEM.get()
@@ -266,13 +271,12 @@ class Transport(httpx.AsyncBaseTransport):
         path = self._batcher.endpoint.path
         if item is None or not request.url.path.endswith(path):
             raise httpx.UnsupportedProtocol(f"fanfold's batch client sends {path} requests only, not {request.url}")
-        if self._prepare is not None:
-            self._prepare(request, body)
+        prepared = self.prepare(request, body)
         task, attempt = item
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
         custom_id = self._batcher.endpoint.custom_id(f"{task or 'root'}#{attempt}#{digest}")
         status, payload = await self._batcher.submit(custom_id, body)
-        return httpx.Response(status, json=payload, request=request)
+        return self.respond(request, status, payload, prepared)
 
 
 class BatchModelCall(ModelCall):

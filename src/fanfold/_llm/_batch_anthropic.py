@@ -17,6 +17,7 @@ of the request's key, stable across a resume.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from typing import Any
 
@@ -84,12 +85,72 @@ def _answer(result: Any) -> Answer:
     return 503, {"type": "error", "error": {"type": "api_error", "message": message}}
 
 
-def _prepare(request: httpx.Request, body: dict[str, Any], endpoint: AnthropicBatches) -> None:
-    """A Messages request made a batch request's params: not streamed, its betas kept for the batch."""
-    body.pop("stream", None)
-    beta = request.headers.get("anthropic-beta")
-    if beta:
-        endpoint.betas.update(part.strip() for part in beta.split(",") if part.strip())
+class AnthropicTransport(Transport):
+    """Messages requests as batch items. pydantic-ai streams a request whose ``max_tokens`` is
+    too large to wait for (the SDK insists on it: a model's default maximum output, say): a batch
+    item is never streamed, so its answer is replayed as the events of a stream."""
+
+    def __init__(self, batcher: Batcher, endpoint: AnthropicBatches) -> None:
+        super().__init__(batcher)
+        self._endpoint = endpoint
+
+    def prepare(self, request: httpx.Request, body: dict[str, Any]) -> bool:
+        beta = request.headers.get("anthropic-beta")
+        if beta:  # the features the request asked for, asked for by its batch
+            self._endpoint.betas.update(part.strip() for part in beta.split(",") if part.strip())
+        return bool(body.pop("stream", False))
+
+    def respond(self, request: httpx.Request, status: int, payload: Any, prepared: Any) -> httpx.Response:
+        if not prepared or status != 200:
+            return super().respond(request, status, payload, prepared)
+        headers = {"content-type": "text/event-stream"}
+        return httpx.Response(status, content=_events(payload), headers=headers, request=request)
+
+
+def _events(message: dict[str, Any]) -> bytes:
+    """A whole message as the Messages API streams it: start, each block (one delta), stop."""
+    out: list[bytes] = []
+
+    def emit(kind: str, **fields: Any) -> None:
+        out.append(f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n".encode())
+
+    usage = message.get("usage") or {}
+    head = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {**usage, "output_tokens": 1},
+    }
+    emit("message_start", message=head)
+    for index, block in enumerate(message.get("content") or []):
+        kind = block.get("type")
+        if kind == "text":
+            emit("content_block_start", index=index, content_block={**block, "text": ""})
+            emit("content_block_delta", index=index, delta={"type": "text_delta", "text": block.get("text", "")})
+        elif kind == "tool_use":
+            emit("content_block_start", index=index, content_block={**block, "input": {}})
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(block.get("input", {}))}
+            emit("content_block_delta", index=index, delta=delta)
+        elif kind == "thinking":
+            emit("content_block_start", index=index, content_block={**block, "thinking": "", "signature": ""})
+            emit(
+                "content_block_delta",
+                index=index,
+                delta={"type": "thinking_delta", "thinking": block.get("thinking", "")},
+            )
+            emit(
+                "content_block_delta",
+                index=index,
+                delta={"type": "signature_delta", "signature": block.get("signature", "")},
+            )
+        else:  # a block with no deltas (redacted thinking, a server tool's result): whole at its start
+            emit("content_block_start", index=index, content_block=block)
+        emit("content_block_stop", index=index)
+    delta = {"stop_reason": message.get("stop_reason"), "stop_sequence": message.get("stop_sequence")}
+    emit("message_delta", delta=delta, usage={k: v for k, v in usage.items() if k != "service_tier"})
+    emit("message_stop")
+    return b"".join(out)
 
 
 def build_anthropic_batch_model(ref: ModelRef, state: RunState) -> Any:
@@ -103,7 +164,7 @@ def build_anthropic_batch_model(ref: ModelRef, state: RunState) -> Any:
     endpoint = AnthropicBatches(anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=3))
     batcher = Batcher(endpoint, ref.spec, state)
     state.cleanups.append(batcher.aclose)
-    transport = Transport(batcher, lambda request, body: _prepare(request, body, endpoint))
+    transport = AnthropicTransport(batcher, endpoint)
     client = anthropic.AsyncAnthropic(
         api_key=api_key,
         base_url=base_url,
