@@ -147,8 +147,8 @@ def _events(message: dict[str, Any]) -> bytes:
         else:  # a block with no deltas (redacted thinking, a server tool's result): whole at its start
             emit("content_block_start", index=index, content_block=block)
         emit("content_block_stop", index=index)
-    delta = {"stop_reason": message.get("stop_reason"), "stop_sequence": message.get("stop_sequence")}
-    emit("message_delta", delta=delta, usage={k: v for k, v in usage.items() if k != "service_tier"})
+    ending: dict[str, Any] = {"stop_reason": message.get("stop_reason"), "stop_sequence": message.get("stop_sequence")}
+    emit("message_delta", delta=ending, usage={k: v for k, v in usage.items() if k != "service_tier"})
     emit("message_stop")
     return b"".join(out)
 
