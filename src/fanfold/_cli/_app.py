@@ -309,8 +309,9 @@ def run(
         bool,
         typer.Option(
             "--batch-api",
-            help="Send the model requests through OpenAI's Batch API: half the price, answers within a day "
-            "(openai models without tools; a stopped run resumes by polling its batches).",
+            help="Send the model requests through the provider's batch endpoint (OpenAI's Batch API, Anthropic's "
+            "Message Batches): half the price, answers within a day (openai and anthropic models without tools; "
+            "a stopped run resumes by polling its batches).",
             rich_help_panel=_LIMITS_RUN,
         ),
     ] = False,
