@@ -107,6 +107,7 @@ def test_outcomes_come_as_each_batch_ends(monkeypatch: pytest.MonkeyPatch) -> No
             seen: list[Any] = []
             async with ff.start(ff.map(_agent(sim)), inputs, batch_api=True) as run, httpx.AsyncClient() as http:
                 while sim.batches["created"] < 2:  # both held by the simulator
+                    assert not run.done, "the run ended without its two batches"
                     await asyncio.sleep(0)
                 first, second = (batch["id"] for batch in sim.batches["batches"])
                 await http.post(f"{sim.url}/_sim/batches/{first}/release")
@@ -126,17 +127,13 @@ def test_the_budget_is_reserved_at_the_batch_price() -> None:
     async def main() -> None:
         async with SimulatedProvider(latency=Latency.fixed(0), batch_delay=math.inf) as sim:
             agent = _agent(sim, model_settings={"max_tokens": 100})
-
-            async def release() -> None:
-                while sim.batches["created"] == 0:  # the batch is held until released
-                    await asyncio.sleep(0)
-                sim.release_batches()
-
-            releaser = asyncio.create_task(release())
             # 4 requests at (about 2 + 100 tokens) x half price fit in the budget, at full price they would not
             budget = ff.Budget(cost=4 * 0.5 * (2 * 1.0 + 100 * 2.0) / 1e6 * 1.2)
-            result = await ff.run(ff.map(agent), ["a", "b", "c", "d"], batch_api=True, budget=budget)
-            await releaser
+            running = asyncio.create_task(ff.run(ff.map(agent), ["a", "b", "c", "d"], batch_api=True, budget=budget))
+            while sim.batches["created"] == 0 and not running.done():  # the batch is held until released
+                await asyncio.sleep(0)
+            sim.release_batches()
+            result = await running
             assert result.complete
             assert sim.batches["created"] == 1  # every request reserved and queued at once: one batch
             assert sim.batches["answered"] == 4
