@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 import fanfold as ff
-from fanfold._llm import _batch
+from fanfold._llm import _batcher
 from fanfold.testing import Faults, Latency, SimRequest, SimulatedProvider
 
 PRICE = ff.Price(input=1.0, output=2.0)
@@ -99,7 +99,7 @@ def test_errored_items_are_outcomes_retried_or_failed_and_each_request_is_counte
 
 
 def test_outcomes_come_as_each_batch_ends(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_batch, "SIZE", 3)  # six inputs: two batches
+    monkeypatch.setattr(_batcher, "SIZE", 3)  # six inputs: two batches
 
     async def main() -> None:
         async with SimulatedProvider(latency=Latency.fixed(0), batch_delay=math.inf) as sim:

@@ -10,9 +10,9 @@ it reserves its estimated spend from the budget (at the batch price), is admitte
 global concurrency (not on the model's per-minute rate limits: a batch has its own queue), and
 is settled and charged when its answer comes back. Its ``send`` goes through pydantic-ai and
 the provider's SDK as any request does, but the SDK's HTTP client hands the request body to the
-run's :class:`Batcher` for that model instead of the network: the batcher collects bodies
-until it has ``SIZE`` of them or ``LINGER`` seconds pass, sends them as one batch through its
-:class:`Endpoint` (OpenAI: a JSONL file uploaded, then a batch on it), polls it with backoff, and
+run's :class:`~fanfold._llm._batcher.Batcher` for that model instead of the network: the
+batcher collects bodies until it has ``SIZE`` of them or ``LINGER`` seconds pass, sends them as
+one batch through its endpoint (here OpenAI's: a JSONL file uploaded, then a batch on it), polls it with backoff, and
 answers each request with its result (a failed one is that request's HTTP error, retried or
 failed as any; one the batch never ran, expired or cancelled, is a transient 503). A request's
 outcome is reported as soon as its own batch ends, whatever the run's other batches do.
@@ -21,169 +21,31 @@ Usage is priced at :data:`DISCOUNT` (half) the model's price.
 The batch's id and its items' ``custom_id`` are written to the run's record in the store
 (``config["batches"]``) as soon as the batch is created. A ``custom_id`` is the task's path,
 the attempt and a digest of the body (Anthropic's, a digest of those), the same when a crashed
-or stopped run is resumed: a
-request whose ``custom_id`` is in a journaled batch awaits that batch (polling it) instead of
-being sent again.
+or stopped run is resumed: a request whose ``custom_id`` is in a journaled batch awaits that
+batch (polling it) instead of being sent again.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import httpx2 as httpx
 from pydantic_ai.messages import ModelResponse
 
 from fanfold._context import Context, RunState
+from fanfold._llm._batch_anthropic import build_anthropic_batch_model
+from fanfold._llm._batcher import ITEM, Answer, Batcher, Transport
 from fanfold._llm._model_call import ModelCall, _Request
 from fanfold._llm._providers import ModelRef
-from fanfold._records import RunRecord
 from fanfold._usage import Price
 
 BATCH_API = "fanfold:batch_api"  # the run's services hold this key when it runs with batch_api=True
 DISCOUNT = 0.5  # the batch price, as a share of the model's price
-SIZE = 1_000  # a batch is sent once it has this many requests ...
-LINGER = 0.5  # ... or this many seconds after its first one
-POLL = (0.2, 1.5, 30.0)  # polling backoff: first wait, growth, longest wait (seconds)
 BATCHABLE = ("openai", "openai-chat", "anthropic")  # providers whose requests can go through a batch API
 _DONE = frozenset({"completed", "expired", "cancelled", "failed"})
-
-# The request being sent in this task: (its task's path, its attempt).
-_ITEM: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("fanfold_batch_item", default=None)
-
-Answer = tuple[int, Any]  # an HTTP status and a JSON body
-
-
-class Endpoint(Protocol):
-    """One provider's batch API, as a :class:`Batcher` uses it."""
-
-    path: str  # the path of the requests it batches (the SDK's HTTP client hands these over)
-
-    def custom_id(self, key: str) -> str:
-        """The ``custom_id`` for a request's key (its task's path, attempt and body digest)."""
-
-    async def create(self, items: list[tuple[str, dict[str, Any]]], run_id: str) -> str:
-        """Send ``(custom_id, body)`` pairs as one batch; its id."""
-
-    async def ended(self, batch_id: str) -> Any | None:
-        """The batch if it has ended (whatever the reason), else None."""
-
-    async def results(self, batch: Any) -> dict[str, Answer]:
-        """Each request's answer (by ``custom_id``) in an ended batch."""
-
-    async def close(self) -> None: ...
-
-
-class Batcher:
-    """One model's batches in one run: collects request bodies, sends them as batches, and
-    answers each from its batch's results."""
-
-    def __init__(self, endpoint: Endpoint, spec: str, state: RunState) -> None:
-        self.endpoint = endpoint
-        self._spec = spec
-        self._state = state
-        self._pending: list[tuple[str, dict[str, Any], asyncio.Future[Answer]]] = []
-        self._linger: asyncio.TimerHandle | None = None
-        self._polls: dict[str, asyncio.Task[dict[str, Answer]]] = {}
-        self._known: asyncio.Task[dict[str, str]] | None = None  # custom_id -> the journaled batch it is in
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.created: list[str] = []  # the batches this process created
-
-    async def submit(self, custom_id: str, body: dict[str, Any]) -> Answer:
-        """The answer to one request: from the journaled batch it is in already, or a new one."""
-        known = await self._journaled()
-        batch_id = known.get(custom_id)
-        if batch_id is not None:  # sent before the run was stopped: await that batch
-            return _answer_of(await asyncio.shield(self._poll(batch_id)), custom_id)
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._pending.append((custom_id, body, future))
-        if len(self._pending) >= SIZE:
-            self._flush()
-        elif self._linger is None:
-            self._linger = asyncio.get_running_loop().call_later(LINGER, self._flush)
-        return await future
-
-    async def aclose(self) -> None:
-        for task in (*self._tasks, *self._polls.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._polls.values(), return_exceptions=True)
-        await self.endpoint.close()
-
-    def _flush(self) -> None:
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
-        items = [item for item in self._pending if not item[2].done()]  # a cancelled request is left out
-        self._pending = []
-        if items:
-            task = asyncio.get_running_loop().create_task(self._send(items))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, items: list[tuple[str, dict[str, Any], asyncio.Future[Answer]]]) -> None:
-        try:
-            batch_id = await self.endpoint.create(
-                [(custom_id, body) for custom_id, body, _ in items], self._state.run_id
-            )
-            self.created.append(batch_id)
-            await self._journal(batch_id, [custom_id for custom_id, _, _ in items])
-            results = await asyncio.shield(self._poll(batch_id))
-        except Exception as exc:  # the upload, the batch or its polling failed: every item fails so
-            for _, _, future in items:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for custom_id, _, future in items:
-            if not future.done():
-                future.set_result(_answer_of(results, custom_id))
-
-    def _poll(self, batch_id: str) -> asyncio.Task[dict[str, Answer]]:
-        task = self._polls.get(batch_id)
-        if task is None:
-            task = self._polls[batch_id] = asyncio.get_running_loop().create_task(self._results(batch_id))
-        return task
-
-    async def _results(self, batch_id: str) -> dict[str, Answer]:
-        """Poll the batch until it ends, then read its results."""
-        wait, growth, longest = POLL
-        while (batch := await self.endpoint.ended(batch_id)) is None:
-            await asyncio.sleep(wait)
-            wait = min(longest, wait * growth)
-        return await self.endpoint.results(batch)
-
-    async def _journaled(self) -> dict[str, str]:
-        """What the run's record says was sent in batches already (read once, by the first request)."""
-        if self._known is None:
-            self._known = asyncio.get_running_loop().create_task(self._read_journal())
-        return await asyncio.shield(self._known)
-
-    async def _read_journal(self) -> dict[str, str]:
-        known: dict[str, str] = {}
-        journal = self._state.journal
-        if journal is not None:
-            record = await journal.store.get_run(journal.run_id)
-            for batch in record.config.get("batches", []) if record is not None else []:
-                if batch.get("model") == self._spec:
-                    known.update(dict.fromkeys(batch.get("custom_ids", []), batch["id"]))
-        return known
-
-    async def _journal(self, batch_id: str, custom_ids: list[str]) -> None:
-        journal = self._state.journal
-        if journal is None:
-            return
-        entry = {"id": batch_id, "model": self._spec, "custom_ids": custom_ids}
-
-        def add(record: RunRecord) -> RunRecord:
-            config = {**record.config, "batches": [*record.config.get("batches", []), entry]}
-            return dataclasses.replace(record, config=config)
-
-        await journal.store.change_run(journal.run_id, add)
 
 
 class OpenAIBatches:
@@ -242,43 +104,6 @@ def _line_answer(line: dict[str, Any]) -> Answer:
     return 503, {"error": {"message": message, "type": "server_error", "code": error.get("code")}}
 
 
-def _answer_of(results: dict[str, Answer], custom_id: str) -> Answer:
-    found = results.get(custom_id)
-    if found is not None:
-        return found
-    message = f"the batch has no result for {custom_id}"
-    return 503, {"error": {"message": message, "type": "server_error", "code": "missing"}}
-
-
-class Transport(httpx.AsyncBaseTransport):
-    """The SDK's HTTP client for batched requests: a request to the endpoint's path goes to the
-    batcher. A provider's subclass may change the body first (:meth:`prepare`) and shape the
-    answer (:meth:`respond`)."""
-
-    def __init__(self, batcher: Batcher) -> None:
-        self._batcher = batcher
-
-    def prepare(self, request: httpx.Request, body: dict[str, Any]) -> Any:
-        """Make the request's body a batch item's (in place); what :meth:`respond` needs to know."""
-        return None
-
-    def respond(self, request: httpx.Request, status: int, payload: Any, prepared: Any) -> httpx.Response:
-        return httpx.Response(status, json=payload, request=request)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        item = _ITEM.get()
-        body = json.loads(await request.aread())
-        path = self._batcher.endpoint.path
-        if item is None or not request.url.path.endswith(path):
-            raise httpx.UnsupportedProtocol(f"fanfold's batch client sends {path} requests only, not {request.url}")
-        prepared = self.prepare(request, body)
-        task, attempt = item
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-        custom_id = self._batcher.endpoint.custom_id(f"{task or 'root'}#{attempt}#{digest}")
-        status, payload = await self._batcher.submit(custom_id, body)
-        return self.respond(request, status, payload, prepared)
-
-
 class BatchModelCall(ModelCall):
     """A model's governance for batched requests: priced at :data:`DISCOUNT`, admitted on the
     run's global limit only (the model's rate limits do not apply to a batch)."""
@@ -306,11 +131,11 @@ class _BatchRequest(_Request):
         return None
 
     async def send(self) -> ModelResponse:
-        token = _ITEM.set((self.ctx.path, self.attempt))
+        token = ITEM.set((self.ctx.path, self.attempt))
         try:
             return await super().send()
         finally:
-            _ITEM.reset(token)
+            ITEM.reset(token)
 
 
 def batchable(ref: ModelRef | None) -> bool:
@@ -321,8 +146,6 @@ def build_batch_model(ref: ModelRef, state: RunState) -> Any:
     """A model whose requests go through a new :class:`Batcher` (closed with the run): OpenAI's
     chat model on the Batch API, or Anthropic's model on Message Batches."""
     if ref.provider == "anthropic":
-        from fanfold._llm._batch_anthropic import build_anthropic_batch_model
-
         return build_anthropic_batch_model(ref, state)
     import openai
     from pydantic_ai.models.openai import OpenAIChatModel

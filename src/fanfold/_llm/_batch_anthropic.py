@@ -1,8 +1,8 @@
 """Model requests of ``anthropic:...`` models through Anthropic's Message Batches, at half price.
 
-The Anthropic side of ``ff.run(..., batch_api=True)`` (see ``fanfold._llm._batch``, which
+The Anthropic side of ``ff.run(..., batch_api=True)`` (see ``fanfold._llm._batcher``, which
 collects, journals and polls): pydantic-ai's Anthropic model sends ``POST /v1/messages`` through
-the ``anthropic`` SDK, whose HTTP client hands the body to the run's :class:`~fanfold._llm._batch.Batcher`;
+the ``anthropic`` SDK, whose HTTP client hands the body to the run's :class:`~fanfold._llm._batcher.Batcher`;
 the batcher sends bodies as one ``messages.batches.create`` call, polls ``messages.batches.retrieve``
 until ``processing_status`` is ``ended``, and reads ``messages.batches.results``. Each result is
 that request's answer: ``succeeded`` its message; ``errored`` Anthropic's error, with the status
@@ -24,7 +24,7 @@ from typing import Any
 import httpx2 as httpx
 
 from fanfold._context import RunState
-from fanfold._llm._batch import Answer, Batcher, Transport
+from fanfold._llm._batcher import Answer, Batcher, Transport
 from fanfold._llm._providers import ModelRef
 
 # The HTTP status the Messages API answers with for each error type.
@@ -43,7 +43,7 @@ _STATUS = {
 
 
 class AnthropicBatches:
-    """Anthropic's Message Batches, as a :class:`~fanfold._llm._batch.Batcher` endpoint."""
+    """Anthropic's Message Batches, as a :class:`~fanfold._llm._batcher.Batcher` endpoint."""
 
     path = "/v1/messages"
 
