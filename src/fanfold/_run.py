@@ -386,9 +386,9 @@ async def run(spec: Any, input: Any = None, **options: Unpack[RunOptions]) -> Re
       ``"ray"`` (or :class:`Processes`, :class:`Ray`); the scheduler and governor stay here;
     - ``hedge``: an ``ff.Hedge``: a backup call for any leaf call slower than its trigger, timed
       from admission, capped per run (``Summary.hedges``, ``Summary.hedges_won``);
-    - ``batch_api``: ``True`` sends the model requests of ``ff.llm`` OpenAI agents without tools
-      through the provider's Batch API, at half the price, for work that can wait (a journaled
-      run resumes by polling its batches).
+    - ``batch_api``: ``True`` sends the model requests of ``ff.llm`` OpenAI and Anthropic agents
+      without tools through the provider's batch endpoint (OpenAI's Batch API, Anthropic's Message
+      Batches), at half the price, for work that can wait (a journaled run resumes by polling its batches).
 
     Raises :class:`RunFailed` when the root task fails; ``error.result`` keeps what finished. A
     keyword that is no option raises :class:`UsageError` (also a ``TypeError``) naming it.

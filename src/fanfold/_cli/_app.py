@@ -309,8 +309,9 @@ def run(
         bool,
         typer.Option(
             "--batch-api",
-            help="Send the model requests through OpenAI's Batch API: half the price, answers within a day "
-            "(openai models without tools; a stopped run resumes by polling its batches).",
+            help="Send the model requests through the provider's batch endpoint (OpenAI's Batch API, Anthropic's "
+            "Message Batches): half the price, answers within a day (openai and anthropic models without tools; "
+            "a stopped run resumes by polling its batches).",
             rich_help_panel=_LIMITS_RUN,
         ),
     ] = False,
@@ -400,6 +401,14 @@ def demo(
     latency: Annotated[float, typer.Option(min=0.0, help="The simulated provider's median latency, seconds.")] = 0.25,
     store: StoreOption = DEFAULT_STORE,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress on stderr.")] = True,
+    batch_api: Annotated[
+        bool,
+        typer.Option(
+            "--batch-api",
+            help="Send the model requests through the provider's batch endpoint (the simulator's Batch API): "
+            "the same review at half the price; the last line compares the cost with the normal price.",
+        ),
+    ] = False,
 ) -> None:
     """``fanfold demo``: the bundled batch, on the simulator or a real model."""
     from fanfold._cli._jobs import Job
@@ -414,6 +423,7 @@ def demo(
         progress=progress,
         overrides=Overrides(model=model),
         command="demo",
+        batch_api=batch_api,
     )
     run_demo(job, latency=latency)
 

@@ -352,7 +352,13 @@ def run_demo(job: Job, *, latency: float = 0.25) -> None:
         raise typer.Exit(2)
     helpers = _load_example("demo_helpers")
     if job.overrides.model is not None and job.overrides.base_url is None:
-        execute_job(job, after=lambda report: helpers.show(report.summary, None))
+
+        def after_real(report: Report) -> None:
+            helpers.show(report.summary, None)
+            if job.batch_api:
+                _show_batch_cost(report.summary, None)
+
+        execute_job(job, after=after_real)
         return
     sim: SimulatedProvider = helpers.simulated_provider(latency=latency)
     with sim.in_thread():
@@ -367,7 +373,10 @@ def _after_demo(helpers: ModuleType, report: Report, job: Job, sim: SimulatedPro
     """Show the demo's figures, then write its timeline next to its results and print where."""
     from fanfold._observe._timeline import timeline
 
-    helpers.show(report.summary, sim.stats)
+    # Through the batch endpoint the live routes see no request: the provider's figures are its batches'.
+    helpers.show(report.summary, None if job.batch_api else sim.stats)
+    if job.batch_api:
+        _show_batches(sim.batches, sim.stats.requests)
     run_id = report.run_id
     if run_id is None:  # the run never started: no journal to draw
         return
@@ -378,6 +387,38 @@ def _after_demo(helpers: ModuleType, report: Report, job: Job, sim: SimulatedPro
 
     written: Path = _with_store(job.store, use)
     Console(markup=False, soft_wrap=True).print(f"the run's timeline: {written.resolve()}")
+    if job.batch_api:  # the demo's last line: what the batch endpoint saved
+        _show_batch_cost(report.summary, helpers.PRICE)
+
+
+def _show_batches(batches: dict[str, Any], live: int) -> None:
+    """What the simulated provider's batch endpoint did for the demo (``live``: requests its
+    live endpoints saw)."""
+    counts = [batch["request_counts"] for batch in batches["batches"]]
+    failed = sum(c.get("failed", 0) + c.get("errored", 0) for c in counts)
+    Console(soft_wrap=True).print(
+        f"[bold]provider[/] (simulated): {batches['created']} batches through its Batch API, "
+        f"{batches['answered']:,} requests answered in them and {failed} failed (injected faults, retried in a "
+        f"later batch); {live} requests through its live endpoint, whose rate limits a batch does not use"
+    )
+
+
+def _show_batch_cost(summary: dict[str, Any], price: Any) -> None:
+    """The run's cost at the batch price against the same requests at the normal price: from
+    the run's tokens at ``price`` (the simulated model's), else the batch price undiscounted."""
+    from fanfold._llm._batch import DISCOUNT
+
+    usage = summary.get("usage") or {}
+    cost = float(usage.get("cost") or 0.0)
+    if price is not None:
+        normal = (usage.get("input_tokens", 0) * price.input + usage.get("output_tokens", 0) * price.output) / 1e6
+    else:
+        normal = cost / DISCOUNT
+    ratio = f"{cost / normal:.2f}x" if normal else "n/a"
+    Console(soft_wrap=True, highlight=False).print(
+        f"[bold]batch API[/]: ${cost:.4f} for {usage.get('requests', 0):,} requests, against ${normal:.4f} for the "
+        f"same tokens at the normal price: {ratio} the cost"
+    )
 
 
 def _load_example(name: str) -> ModuleType:

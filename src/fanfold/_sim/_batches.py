@@ -10,7 +10,9 @@ answers in ``output_file_id`` and its failures in ``error_file_id``. Past ``batc
 ``expired`` instead (every line in the error file, ``batch_expired``); ``POST
 /v1/batches/{id}/cancel`` makes it ``cancelled``. Answers are not subject to the rate limits:
 a batch has its own queue at a real provider. ``GET /_sim/batches`` tells another process how
-many batches were created and how many lines answered.
+many batches were created and how many lines answered, over both batch APIs: Anthropic's Message
+Batches (``fanfold._sim._message_batches``) are served alongside, with the same delay, expiry
+and faults. ``POST /_sim/batches/{id}/release`` finishes one batch now (of either API).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from aiohttp import web
 
 from fanfold._sim._answers import digest, make_answer
 from fanfold._sim._config import AnswerSetting, Faults
+from fanfold._sim._message_batches import MessageBatches
 from fanfold._sim._openai import ChatCompletions
 from fanfold._sim._wire import BadRequest
 
@@ -114,6 +117,14 @@ class Batches:
         self.answered = 0  # lines answered (successfully), over all batches
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.messages = MessageBatches(
+            answer=answer,
+            faults=faults,
+            seed=seed,
+            timing=lambda: (self.delay, self.expiry),
+            numbers=numbers,
+            fault_rng=fault_rng,
+        )
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/files", self._upload)
@@ -123,17 +134,24 @@ class Batches:
         app.router.add_get("/v1/batches/{id}", self._retrieve)
         app.router.add_post("/v1/batches/{id}/cancel", self._cancel)
         app.router.add_get("/_sim/batches", self._summary)
+        app.router.add_post("/_sim/batches/{id}/release", self._release)
+        self.messages.routes(app)  # Anthropic's Message Batches
 
-    def release(self) -> None:
-        """Finish every batch waiting out its delay now."""
+    def release(self, batch_id: str | None = None) -> None:
+        """Finish a batch (or every batch) waiting out its delay now, of either API."""
         for batch in self.batches.values():
-            batch.release.set()
+            if batch_id is None or batch.id == batch_id:
+                batch.release.set()
+        self.messages.release(batch_id)
 
     def summary(self) -> dict[str, Any]:
+        """Both APIs' batches: ``created``, ``answered`` (requests answered successfully) and
+        ``batches`` (each as its API's ``GET`` shows it, OpenAI's first)."""
+        messages = [batch.to_dict() for batch in self.messages.batches.values()]
         return {
-            "created": len(self.batches),
-            "answered": self.answered,
-            "batches": [batch.to_dict() for batch in self.batches.values()],
+            "created": len(self.batches) + len(messages),
+            "answered": self.answered + self.messages.answered,
+            "batches": [*(batch.to_dict() for batch in self.batches.values()), *messages],
         }
 
     def _id(self, prefix: str) -> str:
@@ -197,6 +215,13 @@ class Batches:
 
     async def _summary(self, request: web.Request) -> web.Response:
         return _json(self.summary())
+
+    async def _release(self, request: web.Request) -> web.Response:
+        batch_id = request.match_info["id"]
+        if batch_id not in self.batches and batch_id not in self.messages.batches:
+            return _error(404, f"no batch {batch_id!r}", "batch_id")
+        self.release(batch_id)
+        return _json({"released": batch_id})
 
     # --- a batch's life ------------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ class SimService:
         ):
             app.router.add_post(path, self._handler(wire))
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
-        self.batches.routes(app)  # OpenAI's Batch API
+        self.batches.routes(app)  # OpenAI's Batch API and Anthropic's Message Batches
         app.router.add_get("/_sim/stats", self._get_stats)
         app.router.add_get("/_sim/limits", self._get_limits)
         app.router.add_post("/_sim/limits", self._post_limits)
