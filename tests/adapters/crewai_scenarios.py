@@ -59,7 +59,10 @@ def stats(sim: SimulatedProvider) -> dict[str, Any]:
 def facts(result: ff.Result[Any], sim: SimulatedProvider) -> dict[str, Any]:
     usage = result.summary.usage
     outcomes = [
-        {"status": str(o.status), "error": None if o.error is None else {"type": o.error.type, "message": o.error.message}}
+        {
+            "status": str(o.status),
+            "error": None if o.error is None else {"type": o.error.type, "message": o.error.message},
+        }
         for o in result.outcomes
     ]
     output = result.output
@@ -141,9 +144,7 @@ async def one_leaf_map() -> dict[str, Any]:
 async def governed_budget() -> dict[str, Any]:
     """A request budget of 3 stops the crews at the wire."""
     async with SimulatedProvider(latency=Latency.fixed(0.01)) as sim:
-        result = await ff.run(
-            ff.map(crew(sim)), CLAIMS, limits=ff.Limits(concurrency=1), budget=ff.Budget(requests=3)
-        )
+        result = await ff.run(ff.map(crew(sim)), CLAIMS, limits=ff.Limits(concurrency=1), budget=ff.Budget(requests=3))
         return facts(result, sim)
 
 
@@ -152,9 +153,7 @@ async def one_leaf_budget() -> dict[str, Any]:
     """Run as one leaf, a crew is refused once the budget is spent."""
     async with SimulatedProvider(latency=Latency.fixed(0.01)) as sim:
         adapted = ff.adapt(crew(sim), governed=False)
-        result = await ff.run(
-            ff.map(adapted), CLAIMS, limits=ff.Limits(concurrency=1), budget=ff.Budget(requests=2)
-        )
+        result = await ff.run(ff.map(adapted), CLAIMS, limits=ff.Limits(concurrency=1), budget=ff.Budget(requests=2))
         return facts(result, sim)
 
 

@@ -48,8 +48,7 @@ class CrewAIAgent(ForeignAgent):
     framework = "crewai"
 
     async def invoke(self, input: Any, ctx: Context) -> tuple[Any, Usage]:
-        if input is not None and not isinstance(input, dict):
-            input = {"input": input}
+        inputs = input if input is None or isinstance(input, dict) else {"input": input}
         crew = self.agent.copy()
         llms = _own_llms(crew)
         loan = _Loan(asyncio.get_running_loop(), _FOREIGN.get())
@@ -58,12 +57,16 @@ class CrewAIAgent(ForeignAgent):
                 for llm in llms:
                     if lendable(llm):
                         loan.lend(llm)
-            output = await crew.akickoff(inputs=input)
+            output = await crew.akickoff(inputs=inputs)
         finally:
             await loan.close()
         if not hasattr(output, "raw"):  # a CrewStreamingOutput: fanfold wants the answer, not a stream
             raise UsageError(f"crew {self.name!r} streams (Crew(stream=True)); fanfold runs crews with stream=False")
-        total = Usage()
+        manager = crew.manager_agent  # a hierarchical crew builds its manager at kickoff
+        made = getattr(manager, "llm", None) if manager is not None else None
+        if hasattr(made, "get_token_usage_summary") and all(made is not llm for llm in llms):
+            llms.append(made)
+        total = Usage()  # over distinct LLMs: Crew.token_usage counts an LLM once per agent sharing it
         for llm in llms:
             used = llm.get_token_usage_summary()
             total += Usage(
