@@ -189,6 +189,18 @@ async def unreachable_one_leaf() -> dict[str, Any]:
         return facts(result, sim)
 
 
+@scenario
+async def streaming_refused() -> dict[str, Any]:
+    """A streaming crew hands back a stream, not its answer: fanfold refuses it, saying so."""
+    streaming = crew(None, base_url="http://127.0.0.1:9/v1")
+    streaming.stream = True
+    try:
+        ff.adapt(streaming)
+    except ff.UsageError as exc:
+        return {"error": str(exc)}
+    return {"error": None}
+
+
 async def warm_up() -> None:
     """One crew run first: CrewAI's first kickoff in a process imports and builds for seconds,
     which would spread the first scenario's runs apart."""

@@ -154,3 +154,10 @@ def test_an_unreachable_model_fails_the_crew_naming_why(facts: dict[str, Any]) -
     [outcome] = found["outcomes"]
     assert outcome["status"] == "failed"
     assert "Connection error" in outcome["error"]["message"]
+
+
+def test_a_streaming_crew_is_refused_with_the_fix(facts: dict[str, Any]) -> None:
+    error = scenario(facts, "streaming_refused")["error"]
+    assert error is not None
+    assert "Crew(stream=True)" in error
+    assert "stream=False" in error

@@ -20,6 +20,15 @@ thread then ends with an error). A crew with no native OpenAI LLM, or adapted wi
 ``ff.adapt(crew, governed=False)``, runs as one leaf on ``["crewai"]``; cancelling it cannot
 stop CrewAI's thread, which ends when its request does (``LLM(timeout=...)`` bounds that).
 
+A claim checker, one crew run per claim, its model calls at most 8 at once::
+
+    llm = LLM(model="openai/gpt-5-mini")
+    checker = Agent(role="checker", goal="Check claims", backstory="...", llm=llm)
+    crew = Crew(agents=[checker], tasks=[Task(description="Does this hold? {input}", expected_output="...",
+                                              agent=checker)])
+    limits = ff.Limits(resources={"openai:gpt-5-mini": ff.RateLimit(concurrency=8)})
+    result = await ff.run(ff.map(crew), claims, limits=limits, budget=ff.Budget(requests=200))
+
 CrewAI needs ``openai<3`` and ``pydantic<2.13``, so ``fanfold[crewai]`` cannot be installed
 beside ``fanfold[openai]``.
 """
@@ -60,8 +69,6 @@ class CrewAIAgent(ForeignAgent):
             output = await crew.akickoff(inputs=inputs)
         finally:
             await loan.close()
-        if not hasattr(output, "raw"):  # a CrewStreamingOutput: fanfold wants the answer, not a stream
-            raise UsageError(f"crew {self.name!r} streams (Crew(stream=True)); fanfold runs crews with stream=False")
         manager = crew.manager_agent  # a hierarchical crew builds its manager at kickoff
         made = getattr(manager, "llm", None) if manager is not None else None
         if hasattr(made, "get_token_usage_summary") and all(made is not llm for llm in llms):
@@ -127,6 +134,15 @@ class _Loan:
 
     def submit(self, request: Any, http: Any) -> concurrent.futures.Future[Any]:
         """Send ``request`` (from a CrewAI thread) on ``http``, a lent client's, in the run's loop."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread, as expected
+            running = None
+        if running is self.loop:  # waiting here for the loop would block it for good
+            raise UsageError(
+                "CrewAI made a blocking model call on the run's event loop, where fanfold cannot govern it: "
+                "adapt the crew with ff.adapt(crew, governed=False)"
+            )
         with self.lock:
             if self.closed:
                 raise require("httpx", "crewai").ConnectError("the fanfold run of this crew ended", request=request)
@@ -187,4 +203,6 @@ def adapt(obj: Any) -> CrewAIAgent:
         raise UsageError(
             f"{obj!r} comes from CrewAI, but is not a Crew; fanfold runs crews (Crew(agents=..., tasks=...))"
         )
+    if obj.stream:  # akickoff would hand back a stream to iterate, not the crew's answer
+        raise UsageError(f"{obj!r} streams (Crew(stream=True)); fanfold runs crews for their answer: stream=False")
     return CrewAIAgent(obj, governed=any(lendable(agent.llm) for agent in obj.agents))
