@@ -46,7 +46,10 @@ def crewai_python() -> Path:
             pytest.fail(f"make crewai-env failed:\n{built.stdout}\n{built.stderr}")
     unbuilt = ENV / ".unbuilt"
     if unbuilt.exists():
-        pytest.skip(f"CrewAI's environment {ENV} could not be built (pip said: {unbuilt.read_text().strip()})")
+        pytest.skip(
+            f"CrewAI's environment {ENV} could not be built (pip's log: {ENV / '.pip.log'}; "
+            f"it ends: {unbuilt.read_text().strip()})"
+        )
     python = ENV / "bin" / "python"
     if not python.exists():
         pytest.skip(f"CrewAI's environment {ENV} is not built and make is not at hand: run `make crewai-env`")
