@@ -128,7 +128,7 @@ def test_the_trigger_is_a_quantile_learnt_per_resource(clock: VirtualClock) -> N
     # only the 40 s straggler (input 30) runs past it.
     started = log.of_type(events.HedgeStarted)
     assert [(e.path, e.resource) for e in started] == [("map[30]", "db")]
-    assert started[0].after == pytest.approx(1.0)
+    assert started[0].after == pytest.approx(1.0, abs=0.01)  # a call is late just past the quantile
     assert result.summary.hedges_won == 1
 
 
