@@ -302,7 +302,7 @@ async def _hedged(leaf: LeafCall, n: int, limit: float | None) -> Any:
                 race.scope = scope
                 error, value = await _timed(leaf, n, limit, race.books, race.key)
         except TimeoutError:
-            if race.winner is None:
+            if not race.won:
                 raise
             error, value = None, race.winner  # the backup answered first; the first call was cancelled
             _won(leaf, race.books, race.key)
@@ -330,7 +330,7 @@ class _Race:
     delay, start the backup (if the cap allows); if the backup answers while the first call
     still runs, cancel the first call through ``scope``."""
 
-    __slots__ = ("backup", "books", "closed", "handle", "hedge", "key", "leaf", "limit", "n", "scope", "winner")
+    __slots__ = ("backup", "books", "closed", "handle", "hedge", "key", "leaf", "limit", "n", "scope", "winner", "won")
 
     def __init__(self, leaf: LeafCall, n: int, limit: float | None) -> None:
         assert leaf.hedge is not None
@@ -342,6 +342,7 @@ class _Race:
         self.handle: asyncio.TimerHandle | None = None
         self.backup: asyncio.Task[tuple[Exception | None, Any]] | None = None
         self.winner: Any = None
+        self.won = False  # the backup answered first (its answer may be None)
         self.closed = False
 
     def admitted(self) -> None:
@@ -379,7 +380,7 @@ class _Race:
             return
         error, value = backup.result()
         if error is None and self.scope is not None:
-            self.winner = value
+            self.winner, self.won = value, True
             self.closed = True
             self.scope.reschedule(asyncio.get_running_loop().time())  # cancels the first call
 

@@ -241,3 +241,17 @@ def test_the_first_answers_of_a_fan_out_do_not_set_the_trigger(clock: VirtualClo
     assert min(hedged) >= 94  # only calls past the p95 of all of them
     assert result.summary.hedges <= 5
     assert clock.now < 4.0  # the stragglers' backups answered (the stragglers would take 50 s)
+
+
+def test_a_backup_that_answers_none_wins(clock: VirtualClock) -> None:
+    calls = Counter[int]()
+
+    async def none_at_last(x: int) -> None:
+        calls[x] += 1
+        await asyncio.sleep(100.0 if calls[x] == 1 else 1.0)
+
+    hedged = ff.agent(none_at_last, hedge=ff.Hedge(after=2.0, max_extra=None, max_hedges=1))
+    result = ff.run_sync(ff.map(hedged), [0])
+    assert result.output == [None]
+    assert result.summary.hedges_won == 1
+    assert clock.now == pytest.approx(3.0)
