@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextvars
+import heapq
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -109,32 +111,107 @@ class Latencies:
     def __len__(self) -> int:
         return len(self._order)
 
+    @property
+    def ranked(self) -> list[float]:
+        """The latencies, sorted (do not change it)."""
+        return self._sorted
+
     def quantile(self, q: float) -> float:
         ranked = self._sorted
         return ranked[min(len(ranked) - 1, math.ceil(q * len(ranked)) - 1)]
 
 
+_PAST = 1e-3  # seconds past a learnt quantile at which a call is late
+
+
 class Book:
-    """One run's hedging: latencies learnt per resource, calls so far, hedges started and won."""
+    """One run's hedging: latencies learnt per resource, calls so far, hedges started and won.
+
+    A call is past a quantile when few enough of the calls that have run as long as it has are
+    still running or answered later. Counting only answers would be wrong while calls run: the
+    fastest answer first, so the p95 of the first answers of a fan-out is the p95 of its fast
+    calls, and hedging by it would spend the cap on calls that are merely average. So the calls
+    still running count too, each as at least as slow as its time so far (a survival estimate):
+
+        longer = answered later than e (a share of the latest answers, scaled to all of them)
+                 + running calls admitted no later than this one
+        hedge when longer <= (1 - q) * (answered + those running calls)
+    """
 
     def __init__(self) -> None:
         self.latencies: dict[object, Latencies] = {}
-        self.learnt: dict[object, asyncio.Event] = {}  # set once a resource has min_samples
+        self.done: dict[object, int] = {}  # hedged calls of a resource that have ended
+        self.running: dict[object, list[float]] = {}  # their admission times, sorted
+        self.waiters: dict[object, list[tuple[int, int, asyncio.Future[None]]]] = {}  # heap by ends
+        self._order = itertools.count()
         self.calls = 0
         self.started = 0
         self.won = 0
-        self.wanted: dict[object, int] = {}
 
-    def delay(self, hedge: Hedge, key: object) -> float | None:
-        """Seconds from admission after which a call of ``key`` is worth a backup (None: not yet
-        known, no hedge)."""
+    def admitted(self, key: object, began: float) -> None:
+        """A hedged call (or its backup) of ``key`` was admitted at ``began``; :meth:`ended`
+        says when it ended."""
+        running = self.running.get(key)
+        if running is None:
+            running = self.running[key] = []
+        if not running or running[-1] <= began:
+            running.append(began)
+        else:
+            bisect.insort(running, began)
+
+    def ended(self, key: object, began: float, seconds: float | None) -> None:
+        """A call of ``key`` admitted at ``began`` ended after ``seconds`` (answered, or lost a
+        hedge); None: it failed, and how soon says nothing of how long answers take."""
+        seen = self.latencies.get(key)
+        if seen is None:
+            seen = self.latencies[key] = Latencies()
+        if seconds is not None:
+            seen.add(seconds)
+        running = self.running[key]
+        del running[bisect.bisect_left(running, began)]
+        done = self.done[key] = self.done.get(key, 0) + 1
+        waiters = self.waiters.get(key)
+        while waiters and waiters[0][0] <= done:
+            future = heapq.heappop(waiters)[2]
+            if not future.done():
+                future.set_result(None)
+
+    def wait(self, hedge: Hedge, key: object, began: float, now: float) -> float | asyncio.Future[None]:
+        """How long a call of ``key`` admitted at ``began`` waits before its backup: 0.0 (now),
+        seconds (then ask again), or a future that is done when more calls of ``key`` have
+        ended (ask again then)."""
         after = hedge.after
         if not isinstance(after, str):
-            return float(after)
+            return max(0.0, began + after - now)
         seen = self.latencies.get(key)
+        done = self.done.get(key, 0)
         if seen is None or len(seen) < hedge.min_samples:
-            return None
-        return seen.quantile(quantile_of(after))
+            return self._after_ends(key, done + hedge.min_samples - (0 if seen is None else len(seen)))
+        q = quantile_of(after)
+        ranked = seen.ranked
+        elapsed = now - began
+        older = bisect.bisect_right(self.running.get(key, ()), began)  # running as long, at least
+        room = (1 - q) * (done + older) - older  # for answers slower than ``elapsed``
+        if room < 0:  # too many older calls still run: only their ends can tell
+            return self._after_ends(key, done + math.floor(-room) + 1)
+        allowed = math.floor(room * len(ranked) / done) if done else 0
+        if allowed >= len(ranked):
+            return 0.0
+        # Past the quantile: slower than all but ``allowed`` answers (strictly: a call that takes
+        # as long as the quantile is not late).
+        threshold = ranked[len(ranked) - 1 - allowed]
+        if elapsed > threshold:
+            return 0.0
+        # Look again by then at the latest, or sooner: the answers' own quantile (low while many
+        # calls run, and a time when the estimate will have moved), else a quarter of it later.
+        answers = seen.quantile(q)
+        sooner = answers - elapsed if answers > elapsed else answers / 4
+        return min(threshold - elapsed, sooner) + _PAST
+
+    def _after_ends(self, key: object, done: int) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.waiters.setdefault(key, []), (done, next(self._order), future))
+        return future
 
     def allows(self, hedge: Hedge) -> bool:
         """Room for one more backup under the hedge's caps."""
@@ -142,24 +219,6 @@ class Book:
         if hedge.max_hedges is not None and started >= hedge.max_hedges:
             return False
         return hedge.max_extra is None or started + 1 <= hedge.max_extra * self.calls
-
-    def learn(self, key: object, seconds: float) -> None:
-        seen = self.latencies.get(key)
-        if seen is None:
-            seen = self.latencies[key] = Latencies()
-        seen.add(seconds)
-        learnt = self.learnt.get(key)
-        if learnt is not None and len(seen) >= self.wanted.get(key, 1):
-            learnt.set()
-
-    def until_learnt(self, hedge: Hedge, key: object) -> asyncio.Event:
-        """Set once ``key`` has enough latencies for ``hedge``'s quantile (calls admitted before
-        then wait for it, rather than never being hedged)."""
-        event = self.learnt.get(key)
-        if event is None:
-            event = self.learnt[key] = asyncio.Event()
-        self.wanted[key] = min(self.wanted.get(key, hedge.min_samples), hedge.min_samples)
-        return event
 
 
 def book(state: RunState) -> Book:

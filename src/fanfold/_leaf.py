@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Awaitable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from fanfold._context import Context
 from fanfold._errors import BudgetExhausted, TaskTimeout
 from fanfold._events import HedgeStarted, HedgeWon, TaskRetrying, TaskStarted
-from fanfold._hedge import SCOPE, Hedge, book
+from fanfold._hedge import SCOPE, Book, Hedge, book
 from fanfold._limits import Admission
 from fanfold._outcome import ErrorInfo
 from fanfold._retry import SIGNALS_ONLY, RetryPolicy, Timeouts, call_with_retries, delay_hint
@@ -56,13 +56,13 @@ class LeafCall(Admission, abc.ABC):
     """
 
     __slots__ = (
-        "admitted",
         "attempt",
         "began",
         "ctx",
         "defers_admission",
         "hedge",
         "limit",
+        "on_admitted",
         "reserved",
         "retry",
         "scope",
@@ -84,13 +84,14 @@ class LeafCall(Admission, abc.ABC):
         self.resources = resources
         self.cost = cost
         self.usage = None
+        self.priority = False
         self.ctx = ctx
         self.retry: RetryPolicy | None = None
         self.timeouts: Timeouts | None = None
         self.defers_admission = False
         self.scope: asyncio.Timeout | None = None  # the attempt's timeout, while it runs
         self.hedge: Hedge | None = None  # the call's own hedge (else its pattern's, or the run's)
-        self.admitted: asyncio.Event | None = None  # set at admission, for a hedged call
+        self.on_admitted: Callable[[], None] | None = None  # a hedged call's timer starts here
 
     # An admission is one call's, not a value: compare and hash by identity.
     __eq__ = object.__eq__
@@ -139,8 +140,8 @@ class LeafCall(Admission, abc.ABC):
         scope = self.scope
         if scope is not None and self.limit is not None:  # admitted on the wire, inside the attempt's scope
             scope.reschedule(began + self.limit)
-        if self.admitted is not None:  # a hedged call's timer starts now
-            self.admitted.set()
+        if self.on_admitted is not None:  # a hedged call's timer starts now
+            self.on_admitted()
 
     def _begin(self) -> bool:
         """Begin an attempt; True if it is open already: nothing to reserve from the budget, and
@@ -240,10 +241,9 @@ async def _attempt(leaf: LeafCall, n: int, limit: float | None) -> Any:
     """One attempt through the admitted-call path."""
     leaf.attempt = n
     if not leaf._begin():
-        await leaf._open()
-    admitted = leaf.admitted
-    if admitted is not None and leaf.began is not None:  # a hedged call, admitted here: its timer starts
-        admitted.set()
+        await leaf._open()  # admits it (calling on_admitted), unless it is admitted on the wire
+    elif leaf.on_admitted is not None:  # a hedged call, admitted at once: its timer starts
+        leaf.on_admitted()
     try:
         budget = leaf.ctx.run_state.ledger.budget
         cancellable = leaf.reserved is not None and budget is not None and budget.in_flight == "cancel"
@@ -284,56 +284,119 @@ async def _bounded(leaf: LeafCall, limit: float | None, cancellable: bool) -> An
 
 async def _hedged(leaf: LeafCall, n: int, limit: float | None) -> Any:
     """One attempt, hedged: if it is still running its hedge's delay after its admission (not
-    after it was queued), a backup call goes through the same admitted path (budget, admission,
-    accounting); the first success wins and the other is cancelled, counted like any
-    cancelled call. Both failing raise the first call's error, to the attempt loop."""
-    hedge = leaf.hedge
-    assert hedge is not None
-    state = leaf.ctx.run_state
-    books = book(state)
-    key = leaf.hedge_key()
-    books.calls += 1
-    admitted = leaf.admitted = asyncio.Event()
-    failed: Exception | None = None
-    async with asyncio.TaskGroup() as group:
-        first = group.create_task(_timed(leaf, n, limit, key))
-        first.add_done_callback(lambda _: admitted.set())  # it may end before it is admitted
-        await admitted.wait()
-        delay = books.delay(hedge, key)
-        if delay is None:  # not learnt yet: wait until it is (or the call ends)
-            learnt = group.create_task(books.until_learnt(hedge, key).wait())
-            await asyncio.wait((first, learnt), return_when=asyncio.FIRST_COMPLETED)
-            learnt.cancel()
-            delay = books.delay(hedge, key)
-        if delay is not None and leaf.began is not None:  # timed from admission
-            await asyncio.wait((first,), timeout=max(0.0, leaf.began + delay - state.clock()))
-        second = None
-        if not first.done() and delay is not None and books.allows(hedge):
-            second = _backup(leaf, books, key, delay)
-        if second is None:
-            failed, value = await first
-            if failed is None:
-                return value
-        racers = set() if second is None else {first, group.create_task(_timed(second, n, limit, key))}
-        while racers:
-            done, racers = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
-            for racer in sorted(done, key=lambda task: task is not first):  # the first call first
-                error, value = racer.result()
-                if error is None:
-                    for loser in racers:
-                        loser.cancel()  # through the normal path: released, and counted
-                    if racer is not first:
-                        _won(leaf, books, key)
-                    return value
-                if racer is first:
-                    failed = error
-    assert failed is not None
-    raise failed  # out here: raised in the group, it would come out as an ExceptionGroup
+    after it was queued), a backup call goes through the same admitted path (budget, admission
+    ahead of calls that have not started, accounting); the first success wins and the other is
+    cancelled, counted like any cancelled call. Both failing raise the first call's error, to
+    the attempt loop.
+
+    The first call runs in the caller's task, inside a cancel scope; a timer, not a task, waits
+    for the trigger, so a call that answers in time (most do) costs a timer and nothing else.
+    The backup is a task of its own, started by that timer; its win cancels the first call
+    through the scope, and the backup is always awaited before this returns.
+    """
+    race = _Race(leaf, n, limit)
+    leaf.on_admitted = race.admitted
+    try:
+        try:
+            async with asyncio.timeout(None) as scope:
+                race.scope = scope
+                error, value = await _timed(leaf, n, limit, race.books, race.key)
+        except TimeoutError:
+            if not race.won:
+                raise
+            error, value = None, race.winner  # the backup answered first; the first call was cancelled
+            _won(leaf, race.books, race.key)
+        else:
+            race.close()
+            backup = race.backup
+            if error is not None and backup is not None:  # the first call failed: the backup decides
+                other_error, other_value = await backup
+                if other_error is None:
+                    _won(leaf, race.books, race.key)
+                    return other_value
+        if error is not None:
+            raise error
+        return value
+    finally:
+        race.close()
+        backup = race.backup
+        if backup is not None and not backup.done():  # the loser: cancelled, released and counted
+            backup.cancel()
+            await asyncio.wait((backup,))
 
 
-def _backup(leaf: LeafCall, books: Any, key: object, delay: float) -> LeafCall | None:
+class _Race:
+    """A hedged attempt's trigger and its backup: when the first call is past its hedge's
+    delay, start the backup (if the cap allows); if the backup answers while the first call
+    still runs, cancel the first call through ``scope``."""
+
+    __slots__ = ("backup", "books", "closed", "handle", "hedge", "key", "leaf", "limit", "n", "scope", "winner", "won")
+
+    def __init__(self, leaf: LeafCall, n: int, limit: float | None) -> None:
+        assert leaf.hedge is not None
+        self.leaf, self.n, self.limit, self.hedge = leaf, n, limit, leaf.hedge
+        self.books = book(leaf.ctx.run_state)
+        self.key = leaf.hedge_key()
+        self.books.calls += 1
+        self.scope: asyncio.Timeout | None = None
+        self.handle: asyncio.TimerHandle | None = None
+        self.backup: asyncio.Task[tuple[Exception | None, Any]] | None = None
+        self.winner: Any = None
+        self.won = False  # the backup answered first (its answer may be None)
+        self.closed = False
+
+    def admitted(self) -> None:
+        """The first call was admitted: its time starts now."""
+        began = self.leaf.began
+        assert began is not None
+        self.books.admitted(self.key, began)
+        self.check()
+
+    def check(self, _: object = None) -> None:
+        """Past the trigger: start the backup; else look again when the book says."""
+        self.handle = None
+        if self.closed:
+            return
+        leaf = self.leaf
+        assert leaf.began is not None
+        state = leaf.ctx.run_state
+        wait = self.books.wait(self.hedge, self.key, leaf.began, state.clock())
+        if isinstance(wait, asyncio.Future):  # until more calls of its resource have ended
+            wait.add_done_callback(self.check)
+        elif wait:
+            self.handle = asyncio.get_running_loop().call_later(wait, self.check)
+        elif self.books.allows(self.hedge):
+            after = self.hedge.after if not isinstance(self.hedge.after, str) else state.clock() - leaf.began
+            second = _backup(leaf, self.books, self.key, after)
+            if second is not None:
+                self.backup = asyncio.get_running_loop().create_task(
+                    _timed(second, self.n, self.limit, self.books, self.key)
+                )
+                self.backup.add_done_callback(self.answered)
+
+    def answered(self, backup: asyncio.Task[tuple[Exception | None, Any]]) -> None:
+        """The backup ended: if it answered while the first call still runs, it wins."""
+        if self.closed or backup.cancelled():
+            return
+        error, value = backup.result()
+        if error is None and self.scope is not None:
+            self.winner, self.won = value, True
+            self.closed = True
+            self.scope.reschedule(asyncio.get_running_loop().time())  # cancels the first call
+
+    def close(self) -> None:
+        self.closed = True
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
+def _backup(leaf: LeafCall, books: Book, key: object, delay: float) -> LeafCall | None:
     backup = leaf.backup()
     if backup is not None:
+        # Latency-critical, and capped by the hedge: admitted ahead of calls that have not started.
+        backup.priority = True
+        backup.on_admitted = lambda: books.admitted(key, backup.began)  # type: ignore[arg-type]
         books.started += 1
         state = leaf.ctx.run_state
         if state.bus.active:
@@ -341,7 +404,7 @@ def _backup(leaf: LeafCall, books: Any, key: object, delay: float) -> LeafCall |
     return backup
 
 
-def _won(leaf: LeafCall, books: Any, key: object) -> None:
+def _won(leaf: LeafCall, books: Book, key: object) -> None:
     books.won += 1
     state = leaf.ctx.run_state
     if state.bus.active:
@@ -352,19 +415,21 @@ def _label(key: object) -> str:
     return ",".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
-async def _timed(leaf: LeafCall, n: int, limit: float | None, key: object) -> tuple[Exception | None, Any]:
-    """One attempt of a hedged call: its error or its value, and its latency learnt."""
-    state = leaf.ctx.run_state
+async def _timed(leaf: LeafCall, n: int, limit: float | None, books: Book, key: object) -> tuple[Exception | None, Any]:
+    """One attempt of a hedged call: its error or its value; its latency learnt if it answered."""
+    clock = leaf.ctx.run_state.clock
     try:
         value = await _attempt(leaf, n, limit)
     except Exception as exc:  # the hedge decides: the other call may still succeed
+        if leaf.began is not None:
+            books.ended(key, leaf.began, None)  # how soon a call fails says nothing of answers
         return exc, None
     except asyncio.CancelledError:
         if leaf.began is not None:  # the loser: at least this slow
-            book(state).learn(key, state.clock() - leaf.began)
+            books.ended(key, leaf.began, clock() - leaf.began)
         raise
     if leaf.began is not None:
-        book(state).learn(key, state.clock() - leaf.began)
+        books.ended(key, leaf.began, clock() - leaf.began)
     return None, value
 
 

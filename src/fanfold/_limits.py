@@ -86,11 +86,14 @@ class Admission:
     ``resources`` names what it uses besides the global limit. ``cost`` is what it is expected
     to spend (for example ``{"input_tokens": 1200}``), for limiters that meter more than slots;
     the call fills in ``usage`` with what it did spend before the admission is released.
+    ``priority``: a latency-critical call (a hedge's backup, whose input is already late) that
+    the in-process limiter admits ahead of waiting calls without it; a shared limiter may ignore it.
     """
 
     resources: tuple[str, ...] = ()
     cost: Mapping[str, float] | None = None
     usage: dict[str, float] | None = None
+    priority: bool = False
 
 
 class Limiter(abc.ABC):
@@ -159,13 +162,15 @@ def open_limiter(target: Limiter | str | None, limits: Limits) -> Limiter:
 
 class ConcurrencyLimiter(Limiter):
     """The global slot count, counted resources and metered provider resources, granted all at
-    once in FIFO order.
+    once in FIFO order, calls with ``priority`` (a hedge's backups) ahead of the others.
 
     A leaf waits until *every* slot it needs is free and then takes them together, so two leaves
     needing the same two resources can never each hold one and wait for the other. A waiter
     that does not fit does not block later waiters that need other resources; later waiters on
     the same resource wait behind it, so a large call is never starved by small ones. A waiter
-    held by a bucket or a pause is woken by a timer at the moment it will fit.
+    held by a bucket or a pause is woken by a timer at the moment it will fit. A waiter with
+    ``priority`` goes ahead of every waiter without it: a backup is sent because its input is
+    late, and the hedge's cap bounds how often it may jump the queue.
     """
 
     def __init__(self, limits: Limits) -> None:
@@ -173,10 +178,12 @@ class ConcurrencyLimiter(Limiter):
         self._free: dict[str, int] = {k: v for k, v in limits.resources.items() if isinstance(v, int)}
         self._rates: dict[str, RateLimit] = {k: v for k, v in limits.resources.items() if isinstance(v, RateLimit)}
         self._metered: dict[str, ProviderResource] = {}
-        # Waiters queue by the resources they name (most leaves of a run name the same ones), so
-        # a wake looks at one head per queue, not at every waiter behind a busy resource.
-        self._queues: dict[tuple[str, ...], deque[_Waiter]] = {}
+        # Waiters queue by their priority and the resources they name (most leaves of a run name
+        # the same ones), so a wake looks at one head per queue, not at every waiter behind a busy
+        # resource.
+        self._queues: dict[tuple[bool, tuple[str, ...]], deque[_Waiter]] = {}
         self._waiting = 0
+        self._waiting_first = 0  # of them, with priority
         self._arrivals = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -222,7 +229,7 @@ class ConcurrencyLimiter(Limiter):
                 metered[name].take(admission.cost)
 
     def try_acquire(self, admission: Admission) -> bool:
-        if self._waiting or self._wait(admission, None):
+        if (self._waiting_first if admission.priority else self._waiting) or self._wait(admission, None):
             return False
         self._take(admission)
         return True
@@ -231,11 +238,13 @@ class ConcurrencyLimiter(Limiter):
         if self.try_acquire(admission):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue = self._queues.get(admission.resources)
+        key = (admission.priority, admission.resources)
+        queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[admission.resources] = deque()
+            queue = self._queues[key] = deque()
         queue.append((next(self._arrivals), admission, future))
         self._waiting += 1
+        self._waiting_first += admission.priority
         self._wake()
         try:
             await future
@@ -244,6 +253,7 @@ class ConcurrencyLimiter(Limiter):
                 self.release(admission)  # granted and cancelled in the same breath: give it back
             else:
                 self._waiting -= 1  # its entry is dropped when it reaches the head of its queue
+                self._waiting_first -= admission.priority
                 self._wake()  # it may have held back waiters on its resources
             raise
 
@@ -263,11 +273,13 @@ class ConcurrencyLimiter(Limiter):
         held: set[str] = set()  # resources a waiter ahead is waiting for: FIFO per resource
         soonest = math.inf
         now = _now() if self._metered else 0.0
-        # Queues in the order their heads arrived, so that across queues the oldest goes first.
+        # Queues with priority first, then in the order their heads arrived, so that across
+        # queues the oldest goes first.
         for key, queue in sorted(self._queues.items(), key=_head_arrival):
             if self._free_total < 1:
                 break
-            if held and not held.isdisjoint(key):
+            resources = key[1]
+            if held and not held.isdisjoint(resources):
                 continue
             while queue:
                 _, admission, future = queue[0]
@@ -278,11 +290,12 @@ class ConcurrencyLimiter(Limiter):
                     break
                 wait = self._wait(admission, now)
                 if wait:
-                    held.update(key)
+                    held.update(resources)
                     soonest = min(soonest, wait)
                     break
                 queue.popleft()
                 self._waiting -= 1
+                self._waiting_first -= admission.priority
                 self._take(admission)
                 future.set_result(None)
             if not queue:
@@ -308,9 +321,9 @@ class ConcurrencyLimiter(Limiter):
 _Waiter = tuple[int, Admission, "asyncio.Future[None]"]
 
 
-def _head_arrival(item: tuple[tuple[str, ...], deque[_Waiter]]) -> int:
-    queue = item[1]
-    return queue[0][0] if queue else -1
+def _head_arrival(item: tuple[tuple[bool, tuple[str, ...]], deque[_Waiter]]) -> tuple[bool, int]:
+    (priority, _), queue = item
+    return not priority, queue[0][0] if queue else -1
 
 
 def _now() -> float:

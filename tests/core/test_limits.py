@@ -103,3 +103,59 @@ def test_a_custom_limiter_plugs_in_without_touching_the_scheduler() -> None:
     limiter = Counting()
     ff.run_sync(ff.map(lambda x: x), range(10), limiter=limiter)
     assert limiter.grants == 10
+
+
+def test_a_call_with_priority_is_admitted_ahead_of_waiting_calls() -> None:
+    # One slot, held; three calls wait for it, then a hedge's backup (priority) asks. Each
+    # release goes to the backup first, then to the others in the order they came.
+    from fanfold._limits import Admission, ConcurrencyLimiter
+
+    async def main() -> list[str]:
+        limiter = ConcurrencyLimiter(ff.Limits(concurrency=1))
+        holder = Admission()
+        assert limiter.try_acquire(holder)
+        order: list[str] = []
+
+        async def wait(name: str, admission: Admission) -> None:
+            await limiter.acquire(admission)
+            order.append(name)
+            limiter.release(admission)
+
+        async with asyncio.TaskGroup() as group:
+            for name in ("a", "b", "c"):
+                group.create_task(wait(name, Admission()))
+                await asyncio.sleep(0)  # queued in this order
+            assert not limiter.try_acquire(Admission(priority=True))  # no room: it waits too
+            group.create_task(wait("backup", Admission(priority=True)))
+            await asyncio.sleep(0)
+            limiter.release(holder)
+        return order
+
+    assert asyncio.run(main()) == ["backup", "a", "b", "c"]
+
+
+def test_a_call_with_priority_does_not_pass_another_with_priority() -> None:
+    from fanfold._limits import Admission, ConcurrencyLimiter
+
+    async def main() -> list[str]:
+        limiter = ConcurrencyLimiter(ff.Limits(concurrency=1, resources={"db": 1}))
+        holder = Admission(resources=("db",))
+        assert limiter.try_acquire(holder)
+        order: list[str] = []
+
+        async def wait(name: str, admission: Admission) -> None:
+            await limiter.acquire(admission)
+            order.append(name)
+            limiter.release(admission)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(wait("first backup", Admission(resources=("db",), priority=True)))
+            await asyncio.sleep(0)
+            assert not limiter.try_acquire(Admission(priority=True))  # a backup waits: behind it
+            group.create_task(wait("plain", Admission()))
+            group.create_task(wait("second backup", Admission(priority=True)))
+            await asyncio.sleep(0)
+            limiter.release(holder)
+        return order
+
+    assert asyncio.run(main()) == ["first backup", "second backup", "plain"]

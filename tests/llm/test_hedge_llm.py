@@ -34,4 +34,7 @@ def test_hedged_requests_win_on_a_slow_tail_and_every_request_is_counted() -> No
     summary = result.summary
     assert summary.hedges > 0
     assert summary.hedges_won > 0
-    assert served == summary.usage.requests == 30 + summary.hedges  # losers counted too
+    # Every request that reached the provider is counted, the losers' too. A backup cancelled
+    # right after its admission on the wire (its first call answered meanwhile) may never reach
+    # the provider; the client counts it all the same (estimated, the safe side for budgets).
+    assert 30 + summary.hedges_won <= served <= summary.usage.requests <= 30 + summary.hedges
