@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fanfold._errors import UsageError
@@ -72,13 +72,22 @@ class TaskRetrying(Event):
 class ModelCalled(Event):
     """One model request ended (one attempt). ``resource`` names the provider resource;
     ``status`` is ``"ok"``, the HTTP status (``"429"``) or the error's type; ``usage`` is what
-    it spent; ``seconds`` how long it held its admission."""
+    it spent; ``seconds`` how long it held its admission (so it was admitted at ``at - seconds``).
+    ``model`` is the model asked for, ``response_model`` the one the provider says answered
+    (``None`` without an answer); ``hedge`` is True for a hedge's backup request. ``messages``
+    and ``answer`` (pydantic-ai's request messages and response) are set only in a run traced
+    with ``ff.Tracing(content=True)``."""
 
     resource: str
     attempt: int
     status: str
     usage: Usage
     seconds: float
+    model: str = ""
+    response_model: str | None = None
+    hedge: bool = False
+    messages: Any = field(default=None, repr=False, compare=False)
+    answer: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,10 @@ class Entry:
     task's :class:`~fanfold.Usage` as JSON text. ``input_digest`` identifies the input the task
     ran on, so that a resumed run does not reuse a result for an input that changed.
     ``published`` is what the task and its subtree published to channels, as a JSON list of
-    ``[channel name, value]`` (``None``: nothing), for a resumed run to replay.
+    ``[channel name, value]`` (``None``: nothing), for a resumed run to replay. ``calls`` is the
+    task's own timed leaf calls (its model requests, for the timeline) as a JSON list of
+    :meth:`fanfold._outcome.Call.as_row` rows (``None``: it made none, or an older fanfold
+    journaled it).
     """
 
     key: str
@@ -81,6 +84,7 @@ class Entry:
     usage: str | None = None
     input_digest: str | None = None
     published: str | None = None
+    calls: str | None = None
 
 
 class Store(abc.ABC):

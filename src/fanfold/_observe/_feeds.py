@@ -202,4 +202,5 @@ def _outcome_row(event: TaskFinished) -> list[Any]:
     return [o.path, o.path if o.key is None else repr(o.key), o.status.value,
             None if o.start is None else round(o.start, 4), None if o.end is None else round(o.end, 4), o.attempts, 1,
             0 if usage is None else usage.tokens, 0.0 if usage is None else round(usage.cost, 6),
-            0 if usage is None else usage.throttled, error]  # fmt: skip
+            0 if usage is None else usage.throttled, error,
+            None if o.calls is None else [c.as_row() for c in o.calls]]  # fmt: skip

@@ -133,7 +133,7 @@ class RunTracer:
         self._tracer = tracer_provider.get_tracer("fanfold", schema_url=SCHEMA_URL)
         meter_provider = tracing.meter_provider or metrics.get_meter_provider()
         self._metrics = None if _is_no_op(meter_provider) else _instruments(meter_provider)
-        self._content = tracing.content
+        self._content = self.content = tracing.content
         self._state = state
         self._recording = False  # whether the run's trace is recorded (known once its span begins)
         self._listening = False

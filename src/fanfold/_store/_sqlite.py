@@ -44,7 +44,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 # Bump with a migration in _migrate when the tables change; a file from a newer fanfold is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 30_000
 PAGE = 1_000  # entries read per round trip to the worker thread
 
@@ -84,6 +84,7 @@ CREATE TABLE fanfold_entries (
     usage TEXT,
     input_digest TEXT,
     published TEXT,
+    calls TEXT,
     UNIQUE (run_id, key)
 );
 CREATE INDEX fanfold_entries_order ON fanfold_entries (run_id, seq);
@@ -306,5 +307,7 @@ def _migrate(db: sqlite3.Connection, url: str) -> None:
             if version == 1:  # a file from before leases: its runs have no owner, so none is live
                 for column in LEASE_COLUMNS:
                     db.execute(f"ALTER TABLE fanfold_runs ADD COLUMN {column} TEXT")
-            db.execute("ALTER TABLE fanfold_entries ADD COLUMN published TEXT")  # version 3: channels
+            if version < 3:
+                db.execute("ALTER TABLE fanfold_entries ADD COLUMN published TEXT")  # version 3: channels
+            db.execute("ALTER TABLE fanfold_entries ADD COLUMN calls TEXT")  # version 4: the tasks' model calls
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
