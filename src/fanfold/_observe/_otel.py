@@ -7,7 +7,8 @@ API is needed)::
     invoke_workflow {root}            the run (gen_ai.operation.name=invoke_workflow)
       invoke_agent {agent}            each task: fanfold.path, .index, .key, .attempts, .status, .reason
         chat {model}                  each model request (one attempt): gen_ai.provider.name,
-                                      gen_ai.request.model, gen_ai.usage.*, error.type
+                                      gen_ai.request.model, gen_ai.response.model (the model
+                                      the provider says answered), gen_ai.usage.*, error.type
 
 A task's span is the current span while the task runs (its children's tasks copy it when they
 are created, worker threads through ``RunState.to_thread``), so an agent's own spans and
@@ -17,8 +18,10 @@ on the task's span: ``fanfold.admitted`` (with the wait for admission, if it wai
 
 Token counts: ``gen_ai.usage.*`` only on the model-request spans, one per request, so a backend
 that sums them over a trace counts each token once; task and workflow spans carry their totals
-as ``fanfold.usage.*``. Content (inputs, outputs, the data of agents' events) only with
-``Tracing(content=True)``, redacted.
+as ``fanfold.usage.*``. Content only with ``Tracing(content=True)``, redacted: each model
+request's prompt and answer on its ``chat`` span (``gen_ai.system_instructions``,
+``gen_ai.input.messages``, ``gen_ai.output.messages``, as the convention's JSON messages), a task's input and output on its
+``invoke_agent`` span, the data of agents' events on theirs.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
 OPERATION = "gen_ai.operation.name"
 PROVIDER = "gen_ai.provider.name"
 REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
 AGENT_NAME = "gen_ai.agent.name"
 WORKFLOW_NAME = "gen_ai.workflow.name"
 INPUT_TOKENS = "gen_ai.usage.input_tokens"
@@ -55,6 +59,7 @@ OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 TOKEN_TYPE = "gen_ai.token.type"
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
 ERROR_TYPE = "error.type"
 
 # pydantic-ai's provider names -> the convention's gen_ai.provider.name values (others as they are).
@@ -262,6 +267,8 @@ class RunTracer:
             "fanfold.resource": event.resource,
         }
         common = {OPERATION: "chat", PROVIDER: provider, REQUEST_MODEL: model}
+        if event.response_model:
+            attributes[RESPONSE_MODEL] = event.response_model
         if ok:
             attributes[INPUT_TOKENS] = event.usage.input_tokens
             attributes[OUTPUT_TOKENS] = event.usage.output_tokens
@@ -275,6 +282,8 @@ class RunTracer:
                 instruments.tokens.record(event.usage.output_tokens, {**common, TOKEN_TYPE: "output"})
         if not self._recording:
             return
+        if self._content:
+            _chat_content(attributes, event)
         end = time.time_ns()
         span = self._tracer.start_span(
             f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=end - int(event.seconds * 1e9)
@@ -341,6 +350,38 @@ class RunTracer:
             if self._content:
                 attributes["fanfold.data"] = json.dumps(event.data)
             live.span.add_event(event.name, attributes)
+
+
+def _chat_content(attributes: dict[str, Any], event: ModelCalled) -> None:
+    """A model request's prompt and answer as the convention's messages (JSON strings), redacted,
+    converted by pydantic-ai's instrumentation (the request's messages are pydantic-ai's)."""
+    if event.messages is None and event.answer is None:
+        return
+    from pydantic_ai.models.instrumented import InstrumentationSettings  # loaded already: the request was its
+
+    convert = _converter(InstrumentationSettings).messages_to_otel_messages
+    messages = event.messages
+    if messages is not None:
+        attributes[INPUT_MESSAGES] = redact(json.dumps(convert(list(messages)), default=str))
+        # pydantic-ai sends the agent's instructions beside the messages, not as one of them.
+        instructions = next((m.instructions for m in reversed(messages) if getattr(m, "instructions", None)), None)
+        if instructions:
+            attributes[SYSTEM_INSTRUCTIONS] = redact(json.dumps([{"type": "text", "content": instructions}]))
+    answer = event.answer
+    if answer is not None:
+        output = [{**message, "finish_reason": answer.finish_reason or "stop"} for message in convert([answer])]
+        attributes[OUTPUT_MESSAGES] = redact(json.dumps(output, default=str))
+
+
+_CONVERTER: list[Any] = []
+
+
+def _converter(settings: Any) -> Any:
+    """pydantic-ai's instrumentation settings, with content, kept away from the global providers."""
+    if not _CONVERTER:
+        _CONVERTER.append(settings(tracer_provider=trace.NoOpTracerProvider(), meter_provider=metrics.NoOpMeterProvider(),
+                                   include_content=True, include_binary_content=False))  # fmt: skip
+    return _CONVERTER[0]
 
 
 def _messages(role: str, value: Any) -> str:
