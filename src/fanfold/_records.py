@@ -150,6 +150,29 @@ class Store(abc.ABC):
     def entries(self, run_id: str) -> AsyncIterator[Entry]:
         """The run's entries, in the order they were first written."""
 
+    async def entries_after(self, run_id: str, after: int = 0, limit: int = 1_000) -> list[tuple[int, Entry]]:
+        """A cursor read: up to ``limit`` of the run's entries first written after position
+        ``after`` (0: from the start; else a position this method returned), in first-written
+        order, each with its position. A reader that polls a live run passes the last position
+        it saw, and reads only what is new::
+
+            seen = 0
+            while batch := await store.entries_after(run_id, seen):
+                seen = batch[-1][0]
+
+        The stores fanfold ships read only those rows; this default, for a store of your own,
+        walks :meth:`entries` from the start (an entry's position is its place in that order).
+        """
+        found: list[tuple[int, Entry]] = []
+        position = 0
+        async for entry in self.entries(run_id):
+            position += 1
+            if position > after:
+                found.append((position, entry))
+                if len(found) >= limit:
+                    break
+        return found
+
     @abc.abstractmethod
     async def counts(self, run_id: str) -> dict[str, int]:
         """How many of the run's entries have each status."""

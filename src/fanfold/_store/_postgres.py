@@ -102,6 +102,9 @@ UPSERT = (
 SELECT_PAGE = (
     f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT {PAGE}"
 )
+SELECT_AFTER = (
+    f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s"
+)
 INSERT_RUN = (
     f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 10)}) ON CONFLICT (run_id) DO NOTHING"
 )
@@ -239,6 +242,10 @@ class PostgresStore(Store):
             if len(rows) < PAGE:
                 return
             after = rows[-1][0]
+
+    async def entries_after(self, run_id: str, after: int = 0, limit: int = PAGE) -> list[tuple[int, Entry]]:
+        rows = await self._fetch(SELECT_AFTER, (run_id, after, limit))
+        return [(row[0], Entry(*row[1:])) for row in rows]
 
     async def counts(self, run_id: str) -> dict[str, int]:
         return dict(await self._fetch(COUNTS, (run_id,)))

@@ -96,6 +96,7 @@ UPSERT = (
     f"ON CONFLICT (run_id, key) DO UPDATE SET {ENTRY_UPDATES}"
 )
 SELECT_PAGE = f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT {PAGE}"
+SELECT_AFTER = f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM fanfold_runs WHERE run_id = ?"
 # rowid breaks ties between runs created at the same moment: the later insert is newer.
 SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM fanfold_runs ORDER BY created_at DESC, rowid DESC LIMIT ?"
@@ -194,6 +195,10 @@ class SQLiteStore(Store):
             if len(rows) < PAGE:
                 return
             after = rows[-1][0]
+
+    async def entries_after(self, run_id: str, after: int = 0, limit: int = PAGE) -> list[tuple[int, Entry]]:
+        rows = await self._call(_fetch, SELECT_AFTER, (run_id, after, limit))
+        return [(row[0], Entry(*row[1:])) for row in rows]
 
     async def counts(self, run_id: str) -> dict[str, int]:
         return dict(await self._call(_fetch, COUNTS, (run_id,)))
