@@ -62,7 +62,7 @@ async def _execute(
             ctx.replay(journal.published_of(restored))
             _finish(ctx, report, restored)
             return restored
-    if bus.active:
+    if bus.tasks:
         bus.emit(TaskQueued(state.run_id, ctx.path, state.now(), ctx.index))
     composite = is_composite(agent)
     try:
@@ -70,7 +70,7 @@ async def _execute(
             await asyncio.sleep(delay)
         if composite:
             ctx.start = state.now()
-            if bus.active:
+            if bus.tasks:
                 bus.emit(TaskStarted(state.run_id, ctx.path, ctx.start, ctx.index))
         call = agent.run(value, ctx) if composite else run_leaf(agent, value, ctx)
         result = await (call if timeout is None else within(timeout, call, "task"))
@@ -184,7 +184,7 @@ def _finish(ctx: Context, report: Callable[[Outcome[Any]], None], outcome: Outco
     report(outcome)
     state = ctx.run_state
     bus = state.bus
-    if bus.active:
+    if bus.tasks:
         bus.emit(FINISHED_EVENT[outcome.status](state.run_id, outcome.path, state.now(), outcome))
 
 

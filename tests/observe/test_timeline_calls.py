@@ -54,6 +54,7 @@ def test_outcomes_carry_their_model_requests_and_the_journal_keeps_them(tmp_path
     again = ff.run_sync(ff.map(ff.llm("openai-chat:sim-1", api_key=KEY)), [f"q{i}" for i in range(10)],
                         store=str(db), resume=result.run_id)  # fmt: skip
     assert all(o.resumed for o in again.outcomes)
+
     def rows(result: ff.Result[Any]) -> list[list[Any]]:  # journaled as rows: times to 0.1 ms
         return [[call.as_row() for call in o.calls or ()] for o in result.outcomes]
 
@@ -95,7 +96,8 @@ def test_timeline_of_ten_tasks_with_model_requests_draws_calls_429_waits_and_hed
                     const svg = document.querySelector('svg#timeline'), n = s => svg.querySelectorAll(s).length;
                     const box = e => e.getBoundingClientRect();
                     const calls = [...svg.querySelectorAll('rect.call')];
-                    return {bars: n('rect.bar'), calls: calls.length, visible: calls.filter(c => box(c).width > 0).length,
+                    const visible = calls.filter(c => box(c).width > 0).length;
+                    return {bars: n('rect.bar'), calls: calls.length, visible,
                             throttled: n('rect.call[data-status="429"]'), pauses: n('rect.pause'),
                             hedges: n('rect.call.hedge'), marks: n('path.hedge-mark'), won: n('path.hedge-mark.won'),
                             title: calls[0].querySelector('title').textContent};
@@ -110,7 +112,9 @@ def test_timeline_of_ten_tasks_with_model_requests_draws_calls_429_waits_and_hed
     assert seen["throttled"] == seen["pauses"] == 2
     assert seen["hedges"] == seen["marks"] == summary.hedges > 0
     assert seen["won"] == summary.hedges_won
-    assert seen["title"].startswith("map[") and "tokens:" in seen["title"] and "cost: $" in seen["title"]
+    assert seen["title"].startswith("map[")
+    assert "tokens:" in seen["title"]
+    assert "cost: $" in seen["title"]
     keep_image(tmp_path / "timeline-calls.png", "timeline.png")
 
 

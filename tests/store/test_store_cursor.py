@@ -37,7 +37,8 @@ def test_a_cursor_read_returns_only_what_was_written_after_it(bench: Bench) -> N
         first = await store.entries_after(run_id, 0)
         assert [e.key for _, e in first] == [f"map[{i}]" for i in range(5)]
         positions = [p for p, _ in first]
-        assert positions == sorted(positions) and len(set(positions)) == 5
+        assert positions == sorted(positions)
+        assert len(set(positions)) == 5
         await store.write(run_id, [entry("map[1]", "failed"), entry("map[5]"), entry("map[6]")])  # one replaced
         fresh = await store.entries_after(run_id, positions[-1])
         assert [e.key for _, e in fresh] == ["map[5]", "map[6]"]  # only the new rows

@@ -45,8 +45,8 @@ from fanfold._llm._providers import (
     remaining_from_headers,
     retry_hint,
 )
-from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._outcome import Call
+from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._usage import Price, Usage
 
 THROTTLED = frozenset({429, 529})  # the provider asks everyone to slow down

@@ -38,7 +38,6 @@ from fanfold._records import Store, open_store
 from fanfold._redact import redact
 from fanfold._run import Run
 
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

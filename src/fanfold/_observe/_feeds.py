@@ -2,7 +2,8 @@
 
 - :class:`StoreFeed`: any run in a store, live or not, in this process or another. The feed
   reads the run's record and the entries journaled since its last look (a cursor read,
-  ``Store.entries_after``), every :data:`POLL` seconds; a cancel is a request written into the run's record, which the process that runs it
+  ``Store.entries_after``), every :data:`POLL` seconds; a cancel is a request written into the
+  run's record, which the process that runs it
   sees (``fanfold._journal.Journal``) and acts on by cancelling its run.
 - :class:`BusFeed`: one run of this process, through its events (so it also sees the tasks in
   flight, which a journal does not hold); a cancel is ``Run.cancel()``.

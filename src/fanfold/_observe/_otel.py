@@ -20,7 +20,8 @@ Token counts: ``gen_ai.usage.*`` only on the model-request spans, one per reques
 that sums them over a trace counts each token once; task and workflow spans carry their totals
 as ``fanfold.usage.*``. Content only with ``Tracing(content=True)``, redacted: each model
 request's prompt and answer on its ``chat`` span (``gen_ai.system_instructions``,
-``gen_ai.input.messages``, ``gen_ai.output.messages``, as the convention's JSON messages), a task's input and output on its
+``gen_ai.input.messages``, ``gen_ai.output.messages``, as the convention's JSON messages), a
+task's input and output on its
 ``invoke_agent`` span, the data of agents' events on theirs.
 """
 
@@ -38,7 +39,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from fanfold._agent import agent_name
 from fanfold._context import Context, RunState
-from fanfold._events import AgentEvent, Event, FanoutStarted, ModelCalled, TaskRetrying, TaskStarted, Throttled
+from fanfold._events import AgentEvent, Event, FanoutStarted, ModelCalled, TaskRetrying, Throttled
 from fanfold._outcome import Outcome, Status
 from fanfold._redact import redact
 from fanfold._tracing import Tracing
@@ -146,7 +147,6 @@ class RunTracer:
         self._models: dict[str, tuple[str, str]] = {}
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             ModelCalled: self._model_called,
-            TaskStarted: self._started,
             TaskRetrying: self._retrying,
             Throttled: self._throttled,
             FanoutStarted: self._fanout,
@@ -156,7 +156,9 @@ class RunTracer:
         """Hear the run's events (model requests, retries, 429s, agents' own events)."""
         if not self._listening:
             self._listening = True
-            self._state.bus.subscribe(self.on_event)
+            # Not the task queued/started/ended events: it sees each task itself (execute), and
+            # two or three events built per task for nobody would cost more than its span's attributes.
+            self._state.bus.subscribe(self.on_event, tasks=False)
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -236,6 +238,11 @@ class RunTracer:
         if live.provider is not None:
             attributes[PROVIDER] = live.provider
             attributes[REQUEST_MODEL] = live.model
+        start = outcome.start
+        # An event for every task would cost more than it says: only a wait of ADMISSION_WAIT or more.
+        if start is not None and start - live.queued >= ADMISSION_WAIT:
+            at = int((self._state.started_wall + start) * 1e9)
+            span.add_event("fanfold.admitted", {"fanfold.waited": start - live.queued}, timestamp=at)
         error = outcome.error
         if status is Status.FAILED or status is Status.TIMED_OUT:
             attributes[ERROR_TYPE] = "timeout" if status is Status.TIMED_OUT else error.type if error else "error"
@@ -307,13 +314,6 @@ class RunTracer:
             known = self._models[resource] = (PROVIDERS.get(provider, provider), model)
         return known
 
-    def _started(self, event: TaskStarted) -> None:
-        live = self._live.get(event.path)
-        if live is not None:
-            waited = event.at - live.queued
-            if waited >= ADMISSION_WAIT:  # an event for every task would cost more than it says
-                live.span.add_event("fanfold.admitted", {"fanfold.waited": waited})
-
     def _retrying(self, event: TaskRetrying) -> None:
         live = self._live.get(event.path)
         if live is not None:
@@ -379,8 +379,10 @@ _CONVERTER: list[Any] = []
 def _converter(settings: Any) -> Any:
     """pydantic-ai's instrumentation settings, with content, kept away from the global providers."""
     if not _CONVERTER:
-        _CONVERTER.append(settings(tracer_provider=trace.NoOpTracerProvider(), meter_provider=metrics.NoOpMeterProvider(),
-                                   include_content=True, include_binary_content=False))  # fmt: skip
+        no_spans, no_metrics = trace.NoOpTracerProvider(), metrics.NoOpMeterProvider()
+        # include_content is on by default; binary parts (images, files) stay out of a trace.
+        made = settings(tracer_provider=no_spans, meter_provider=no_metrics, include_binary_content=False)
+        _CONVERTER.append(made)
     return _CONVERTER[0]
 
 

@@ -28,11 +28,10 @@ import asyncio
 import html
 import os
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from fanfold._errors import UsageError
-from fanfold._outcome import Call
 from fanfold._observe._spans import (
     STATUSES,
     Span,
@@ -42,9 +41,10 @@ from fanfold._observe._spans import (
     bin_spans,
     span_of_outcome,
 )
+from fanfold._outcome import Call
 from fanfold._records import RunRecord, Store, open_store
-from fanfold._run import Result
 from fanfold._redact import redact
+from fanfold._run import Result
 
 DENSE_ABOVE = 2_000  # bars; above this the timeline is a heatmap
 COLOURS = {"succeeded": "#2e9d57", "failed": "#d64541", "timed_out": "#e08e0b", "cancelled": "#8e8e8e",
@@ -93,7 +93,7 @@ async def write_timeline(
     """
     if isinstance(run, Result):
         if store is not None:
-            raise UsageError("ff.timeline(result, store=...): a Result has its tasks already; pass a run id with store=")
+            raise UsageError("ff.timeline(result, store=...): a Result holds its tasks; pass a run id with store=")
         record = RunRecord(run.run_id, "run", status=run.status.value, attempts=({"started": 0.0},))
         return await _write(render(record, [span_of_outcome(o) for o in run.outcomes]), path)
     if not isinstance(run, str) or not run:
@@ -266,14 +266,16 @@ def _calls(span: Span, y: float, h: float, end: float) -> str:
             xp = _x(call.end + max(waited, call.pause), end)
             out.append(f"<rect class='pause' data-seconds='{waited:.3f}' x='{x1:.1f}' y='{top:.1f}' "
                        f"width='{max(1.0, xp - x1):.1f}' height='{ch:.1f}'><title>429: the request waited "
-                       f"{waited:.2f}s before trying again (the resource paused {call.pause:.2f}s)</title></rect>")  # fmt: skip
+                       f"{waited:.2f}s before trying again (the resource paused {call.pause:.2f}s)"
+                       "</title></rect>")  # fmt: skip
         if call.hedge:
             d = max(2.5, min(5.0, ch / 2))
             cy = top + ch / 2
             mark = "hedge-mark won" if call.won else "hedge-mark"
             what = "won: it answered first, the request it hedged was cancelled" if call.won else "did not win"
             out.append(f"<path class='{mark}' d='M{xa:.1f} {cy - d:.1f}l{d:.1f} {d:.1f}l-{d:.1f} {d:.1f}l-{d:.1f} "
-                       f"-{d:.1f}z'><title>hedge: a backup request sent at {call.admitted:.3f}s; {what}</title></path>")  # fmt: skip
+                       f"-{d:.1f}z'><title>hedge: a backup request sent at {call.admitted:.3f}s; {what}"
+                       "</title></path>")  # fmt: skip
     return "".join(out)
 
 

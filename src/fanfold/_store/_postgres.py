@@ -102,9 +102,7 @@ UPSERT = (
 SELECT_PAGE = (
     f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT {PAGE}"
 )
-SELECT_AFTER = (
-    f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s"
-)
+SELECT_AFTER = f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s"
 INSERT_RUN = (
     f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 10)}) ON CONFLICT (run_id) DO NOTHING"
 )
