@@ -53,6 +53,8 @@ if TYPE_CHECKING:  # the wings, loaded on first use (see _LAZY); type checkers s
     from fanfold._backends._processes import Processes
     from fanfold._backends._ray import Ray
     from fanfold._llm._agent import LLMAgent, llm
+    from fanfold._observe._dashboard import serve_dashboard
+    from fanfold._observe._timeline import write_timeline as timeline
     from fanfold._shared._redis_limiter import RedisLimiter
     from fanfold._store._memory import MemoryStore
     from fanfold._store._postgres import PostgresStore
@@ -87,6 +89,8 @@ _LAZY = {
     "team": "fanfold._teams._team:team",
     "Processes": "fanfold._backends._processes:Processes",
     "Ray": "fanfold._backends._ray:Ray",
+    "serve_dashboard": "fanfold._observe._dashboard:serve_dashboard",
+    "timeline": "fanfold._observe._timeline:write_timeline",
 }
 
 __all__ = [
@@ -181,8 +185,10 @@ __all__ = [
     "run_sync",
     "scope",
     "sequence",
+    "serve_dashboard",
     "start",
     "team",
+    "timeline",
     "vote",
     "with_input",
 ]

@@ -24,7 +24,7 @@ from fanfold._backend import open_backend
 from fanfold._errors import UsageError
 from fanfold._events import AgentEvent, EventBus, agent_event
 from fanfold._limits import Limits, open_limiter
-from fanfold._outcome import Outcome, empty_counts
+from fanfold._outcome import Call, Outcome, empty_counts
 from fanfold._usage import Usage
 
 if TYPE_CHECKING:
@@ -235,6 +235,7 @@ class Context:
         "_pending",
         "_state",
         "attempt",
+        "calls",
         "index",
         "kind",
         "label",
@@ -258,6 +259,7 @@ class Context:
         self._state: dict[str, Any] | None = None
         self.usage: Usage | None = None  # what this task's model calls spent, its children's included
         self.retries = 0  # retries of the leaf calls under this task, its own included
+        self.calls: list[Call] | None = None  # this task's own timed leaf calls (its model requests)
         self._declared: dict[str, _Cell] | None = None  # channels an ff.scope declares at this task
         self._pending: tuple[int, list[tuple[Channel[Any], Any]]] | None = None  # (attempt, publishes)
         # What this task and its subtree committed to channels declared above it, as (name,
@@ -297,6 +299,12 @@ class Context:
         while ctx is not None:
             ctx.usage = usage if ctx.usage is None else ctx.usage + usage
             ctx = ctx.parent
+
+    def called(self, call: Call) -> None:
+        """Note one of this task's leaf calls (an attempt of a model request), for its outcome."""
+        if self.calls is None:
+            self.calls = []
+        self.calls.append(call)
 
     def retried(self) -> None:
         """Count a retry of a leaf call in this task and every task above it (an LLM agent's

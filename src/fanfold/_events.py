@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fanfold._errors import UsageError
@@ -72,13 +72,22 @@ class TaskRetrying(Event):
 class ModelCalled(Event):
     """One model request ended (one attempt). ``resource`` names the provider resource;
     ``status`` is ``"ok"``, the HTTP status (``"429"``) or the error's type; ``usage`` is what
-    it spent; ``seconds`` how long it held its admission."""
+    it spent; ``seconds`` how long it held its admission (so it was admitted at ``at - seconds``).
+    ``model`` is the model asked for, ``response_model`` the one the provider says answered
+    (``None`` without an answer); ``hedge`` is True for a hedge's backup request. ``messages``
+    and ``answer`` (pydantic-ai's request messages and response) are set only in a run traced
+    with ``ff.Tracing(content=True)``."""
 
     resource: str
     attempt: int
     status: str
     usage: Usage
     seconds: float
+    model: str = ""
+    response_model: str | None = None
+    hedge: bool = False
+    messages: Any = field(default=None, repr=False, compare=False)
+    answer: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,20 +209,30 @@ Callback = Callable[[Event], object]
 
 class EventBus:
     """Fans each event out to callbacks and iterators. ``active`` is False when nobody listens,
-    so the runtime skips building events altogether."""
+    so the runtime skips building events altogether; ``tasks`` is False when nobody listens to
+    every task's ``TaskQueued`` and ``Task*`` ending (a run's tracer does not: it sees the task
+    itself), so a traced run does not build two events per task for nobody."""
 
-    __slots__ = ("_callbacks", "_streams", "active", "broken")
+    __slots__ = ("_callbacks", "_streams", "_untasked", "active", "broken", "tasks")
 
     def __init__(self, callbacks: list[Callback] | None = None) -> None:
         self._callbacks: list[Callback] = list(callbacks or [])
         self._streams: list[_Stream] = []
-        self.active = bool(self._callbacks)
+        self._untasked: list[Callback] = []  # callbacks that want no task queued/ended events
+        self.active = self.tasks = bool(self._callbacks)
         # A callback that raised: it is dropped so the run goes on, and the run reports it at the end.
         self.broken: tuple[Callback, Exception] | None = None
 
-    def subscribe(self, callback: Callback) -> None:
+    def subscribe(self, callback: Callback, *, tasks: bool = True) -> None:
+        """Send ``callback`` every event (``tasks=False``: it may miss the task queued and ended ones)."""
         self._callbacks.append(callback)
-        self.active = True
+        if not tasks:
+            self._untasked.append(callback)
+        self._listened()
+
+    def _listened(self) -> None:
+        self.active = bool(self._callbacks or self._streams)
+        self.tasks = bool(self._streams) or any(c not in self._untasked for c in self._callbacks)
 
     def emit(self, event: Event) -> None:
         for callback in self._callbacks:
@@ -226,14 +245,14 @@ class EventBus:
 
     def _drop(self, callback: Callback, exc: Exception) -> None:
         self._callbacks = [c for c in self._callbacks if c is not callback]
-        self.active = bool(self._callbacks or self._streams)
+        self._listened()
         if self.broken is None:
             self.broken = (callback, exc)
 
     def stream(self) -> AsyncIterator[Event]:
         stream = _Stream()
         self._streams.append(stream)
-        self.active = True
+        self.active = self.tasks = True
         return stream.iterate()
 
     def close(self) -> None:

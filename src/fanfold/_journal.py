@@ -33,7 +33,7 @@ from fanfold._agent import agent_name, is_composite
 from fanfold._context import Context
 from fanfold._errors import JournalFailed, RunError, UsageError
 from fanfold._lease import Lease, finish, first, release, renew, take
-from fanfold._outcome import ErrorInfo, Outcome, Status
+from fanfold._outcome import Call, ErrorInfo, Outcome, Status
 from fanfold._records import Entry, RunRecord, Store
 from fanfold._redact import known, redact
 from fanfold._usage import Usage
@@ -145,6 +145,7 @@ class Journal:
             exception=None if error is None else JournaledError(error),
             usage=None if entry.usage is None else Usage(**json.loads(entry.usage)),
             resumed=True,
+            calls=None if entry.calls is None else tuple(Call.from_row(row) for row in json.loads(entry.calls)),
         )
 
     def published_of(self, outcome: Outcome[Any]) -> list[tuple[str, Any]]:
@@ -179,6 +180,7 @@ class Journal:
                 None if outcome.usage is None else json.dumps(asdict(outcome.usage)),
                 digest,
                 None if not published else redact(_to_json([list(p) for p in published]).decode()),
+                None if outcome.calls is None else json.dumps([call.as_row() for call in outcome.calls]),
             )
         )
         flushed = self._flushed

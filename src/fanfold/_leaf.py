@@ -483,7 +483,7 @@ class AgentCall(LeafCall):
             state = ctx.run_state
             assert self.began is not None
             ctx.start = self.began - state.started
-            if state.bus.active:
+            if state.bus.tasks:
                 state.bus.emit(TaskStarted(state.run_id, ctx.path, ctx.start, ctx.index))
         return ctx.run_state.backend.run(self.agent, self.value, ctx)  # here, or on a process or a node
 

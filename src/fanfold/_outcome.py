@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from fanfold._redact import redact, scrub
@@ -42,6 +42,64 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Call:
+    """One leaf call a task made: one attempt of one model request, on the run's clock.
+
+    ``start`` is when the attempt began (and waited for admission), ``admitted`` when it was
+    let through, ``end`` when it ended, each in seconds since the run started. ``status`` is
+    ``"ok"``, the provider's HTTP status (``"429"``) or the error's type (``"CancelledError"``
+    for the loser of a hedge); ``pause`` is how long a 429 paused its resource. ``hedge`` is
+    True for a hedge's backup call, ``won`` for a backup that answered first.
+
+    >>> ff.Outcome(0, ff.Status.SUCCEEDED, "hi", calls=(Call("openai:gpt-5-mini", "gpt-5-mini", 1, 0.0, 0.1, 0.9,
+    ...     "ok", tokens=42),)).calls[0].admitted
+    0.1
+    """
+
+    resource: str
+    model: str
+    attempt: int
+    start: float
+    admitted: float
+    end: float
+    status: str
+    tokens: int = 0
+    cost: float = 0.0
+    pause: float = 0.0
+    hedge: bool = False
+    won: bool = False
+
+    def as_row(self) -> list[Any]:
+        """The call as a compact JSON row (the journal keeps calls so, and the timeline reads them)."""
+        return [self.resource, self.model, self.attempt, round(self.start, 4), round(self.admitted, 4),
+                round(self.end, 4), self.status, self.tokens, round(self.cost, 6), round(self.pause, 3),
+                int(self.hedge), int(self.won)]  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> Call:
+        """A call from :meth:`as_row`'s row."""
+        resource, model, attempt, start, admitted, end, status, tokens, cost, pause, hedge, won = row
+        return cls(resource, model, attempt, start, admitted, end, status, tokens, cost, pause, bool(hedge), bool(won))
+
+
+def settle_hedges(calls: list[Call]) -> tuple[Call, ...]:
+    """The calls, each hedge's backup marked ``won`` when it answered and the call it hedged
+    (the same attempt) had not answered before it."""
+    if not any(call.hedge for call in calls):
+        return tuple(calls)
+    settled = []
+    for call in calls:
+        if call.hedge and call.status == "ok":
+            beaten = any(
+                not other.hedge and other.attempt == call.attempt and other.status == "ok" and other.end <= call.end
+                for other in calls
+            )
+            call = replace(call, won=not beaten)
+        settled.append(call)
+    return tuple(settled)
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome(Generic[T]):
     """What became of one input of a fan-out.
 
@@ -51,6 +109,9 @@ class Outcome(Generic[T]):
     ``resumed`` is True for an outcome restored from the journal of an earlier attempt at the
     run (its times are that attempt's). ``attempts`` counts the task's own attempts; ``retries``
     the retries of every leaf call under it (for an LLM agent: of its model requests).
+    ``calls`` are the task's own leaf calls that were timed (its model requests, one
+    :class:`Call` per attempt, hedges' backups included), or ``None`` for a task that made none
+    (a function agent, a pattern: its children's outcomes have theirs).
     """
 
     index: int
@@ -67,6 +128,7 @@ class Outcome(Generic[T]):
     usage: Usage | None = None
     resumed: bool = False
     retries: int = 0
+    calls: tuple[Call, ...] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:

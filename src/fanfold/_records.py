@@ -63,7 +63,10 @@ class Entry:
     task's :class:`~fanfold.Usage` as JSON text. ``input_digest`` identifies the input the task
     ran on, so that a resumed run does not reuse a result for an input that changed.
     ``published`` is what the task and its subtree published to channels, as a JSON list of
-    ``[channel name, value]`` (``None``: nothing), for a resumed run to replay.
+    ``[channel name, value]`` (``None``: nothing), for a resumed run to replay. ``calls`` is the
+    task's own timed leaf calls (its model requests, for the timeline) as a JSON list of
+    :meth:`fanfold._outcome.Call.as_row` rows (``None``: it made none, or an older fanfold
+    journaled it).
     """
 
     key: str
@@ -81,6 +84,7 @@ class Entry:
     usage: str | None = None
     input_digest: str | None = None
     published: str | None = None
+    calls: str | None = None
 
 
 class Store(abc.ABC):
@@ -145,6 +149,29 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def entries(self, run_id: str) -> AsyncIterator[Entry]:
         """The run's entries, in the order they were first written."""
+
+    async def entries_after(self, run_id: str, after: int = 0, limit: int = 1_000) -> list[tuple[int, Entry]]:
+        """A cursor read: up to ``limit`` of the run's entries first written after position
+        ``after`` (0: from the start; else a position this method returned), in first-written
+        order, each with its position. A reader that polls a live run passes the last position
+        it saw, and reads only what is new::
+
+            seen = 0
+            while batch := await store.entries_after(run_id, seen):
+                seen = batch[-1][0]
+
+        The stores fanfold ships read only those rows; this default, for a store of your own,
+        walks :meth:`entries` from the start (an entry's position is its place in that order).
+        """
+        found: list[tuple[int, Entry]] = []
+        position = 0
+        async for entry in self.entries(run_id):
+            position += 1
+            if position > after:
+                found.append((position, entry))
+                if len(found) >= limit:
+                    break
+        return found
 
     @abc.abstractmethod
     async def counts(self, run_id: str) -> dict[str, int]:

@@ -18,7 +18,7 @@ from fanfold._events import FINISHED_EVENT, TaskQueued, TaskStarted
 from fanfold._journal import digest as input_digest
 from fanfold._journal import task_key
 from fanfold._leaf import run_leaf, within
-from fanfold._outcome import ErrorInfo, Outcome, Status
+from fanfold._outcome import Call, ErrorInfo, Outcome, Status, settle_hedges
 
 
 def execute(
@@ -62,7 +62,7 @@ async def _execute(
             ctx.replay(journal.published_of(restored))
             _finish(ctx, report, restored)
             return restored
-    if bus.active:
+    if bus.tasks:
         bus.emit(TaskQueued(state.run_id, ctx.path, state.now(), ctx.index))
     composite = is_composite(agent)
     try:
@@ -70,7 +70,7 @@ async def _execute(
             await asyncio.sleep(delay)
         if composite:
             ctx.start = state.now()
-            if bus.active:
+            if bus.tasks:
                 bus.emit(TaskStarted(state.run_id, ctx.path, ctx.start, ctx.index))
         call = agent.run(value, ctx) if composite else run_leaf(agent, value, ctx)
         result = await (call if timeout is None else within(timeout, call, "task"))
@@ -86,6 +86,7 @@ async def _execute(
             state.now(),
             usage=ctx.usage,
             retries=ctx.retries,
+            calls=_calls(ctx),
         )
     except asyncio.CancelledError:
         if state.deadline_passed():
@@ -105,6 +106,7 @@ async def _execute(
             reason=reason,
             usage=ctx.usage,
             retries=ctx.retries,
+            calls=_calls(ctx),
         )
         _finish(ctx, report, cut)
         raise
@@ -158,7 +160,14 @@ def _ended(
         exception=exc,
         usage=ctx.usage,
         retries=ctx.retries,
+        calls=_calls(ctx),
     )
+
+
+def _calls(ctx: Context) -> tuple[Call, ...] | None:
+    """The task's own timed leaf calls (None: it made none, as most tasks)."""
+    calls = ctx.calls
+    return None if calls is None else settle_hedges(calls)
 
 
 def _budget_reason(exc: FanoutFailed) -> str | None:
@@ -175,7 +184,7 @@ def _finish(ctx: Context, report: Callable[[Outcome[Any]], None], outcome: Outco
     report(outcome)
     state = ctx.run_state
     bus = state.bus
-    if bus.active:
+    if bus.tasks:
         bus.emit(FINISHED_EVENT[outcome.status](state.run_id, outcome.path, state.now(), outcome))
 
 

@@ -59,7 +59,10 @@ class Tracing:
 
 class TaskTracer(Protocol):
     """What the core asks of a run's tracer: run one task's body (``_task._execute``) inside
-    the task's span, the span current while it runs."""
+    the task's span, the span current while it runs. ``content``: whether prompts and answers go
+    on its spans (the model requests then hand them over with their events)."""
+
+    content: bool
 
     def execute(
         self,

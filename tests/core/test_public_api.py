@@ -24,8 +24,8 @@ PUBLIC = [
     "Budget", "BudgetExhausted", "Hedge", "LLMAgent", "Price", "RateLimit", "Usage", "llm",
     # Durable runs
     "JournalEntry", "JournalFailed", "MemoryStore", "RunOwned", "PostgresStore", "RunRecord", "SQLiteStore", "Store",
-    # Traces (OpenTelemetry)
-    "Tracing",
+    # Seeing a run: traces (OpenTelemetry), the timeline file, the live dashboard
+    "Tracing", "serve_dashboard", "timeline",
     # One governor shared by several processes
     "RedisLimiter",
     # Teams

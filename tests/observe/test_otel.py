@@ -419,3 +419,46 @@ def test_a_wait_for_admission_is_a_span_event(otel: Otel, clock: VirtualClock) -
                 waits[path] = event.attributes["fanfold.waited"]
     assert list(waits) == ["map[1]"]
     assert waits["map[1]"] == pytest.approx(2.0, abs=0.01)
+
+
+# -- chat spans: the model that answered, and content only when asked ---------------------------
+
+
+def _chat_spans(otel: Otel, content: bool) -> list[ReadableSpan]:
+    async def main() -> ff.Result[Any]:
+        async with SimulatedProvider(answer=echo, latency=Latency.fixed(0.01)) as sim:
+            model = ff.llm("openai-chat:sim-1", base_url=sim.openai_base_url, api_key=CANARY,
+                           instructions="Answer in one line.")  # fmt: skip
+            return await ff.run(ff.map(model), [f"the secret plan, key={CANARY}"], trace=otel.tracing(content=content))
+
+    assert asyncio.run(main()).complete
+    return otel.named("chat ")
+
+
+def test_chat_spans_say_which_model_answered_and_hold_no_content_unless_asked(otel: Otel) -> None:
+    (chat,) = _chat_spans(otel, content=False)
+    assert chat.attributes is not None
+    assert chat.attributes["gen_ai.request.model"] == "sim-1"
+    assert chat.attributes["gen_ai.response.model"] == "sim-1"  # from the provider's answer
+    assert "gen_ai.input.messages" not in chat.attributes
+    assert "gen_ai.output.messages" not in chat.attributes
+    written = otel.everything_written()
+    assert "secret plan" not in written
+    assert "echo:" not in written
+    assert CANARY not in written
+
+
+def test_chat_spans_hold_the_prompt_and_the_answer_when_asked_redacted(otel: Otel) -> None:
+    (chat,) = _chat_spans(otel, content=True)
+    assert chat.attributes is not None
+    sent = json.loads(str(chat.attributes["gen_ai.input.messages"]))
+    assert [m["role"] for m in sent] == ["user"]
+    assert sent[0]["parts"][0] == {"type": "text", "content": "the secret plan, key=***"}
+    (instructions,) = json.loads(str(chat.attributes["gen_ai.system_instructions"]))
+    assert instructions == {"type": "text", "content": "Answer in one line."}
+    (answer,) = json.loads(str(chat.attributes["gen_ai.output.messages"]))
+    assert answer["role"] == "assistant"
+    assert answer["finish_reason"]
+    assert answer["parts"][0]["type"] == "text"
+    assert answer["parts"][0]["content"].startswith("echo: the secret plan")
+    assert CANARY not in otel.everything_written()

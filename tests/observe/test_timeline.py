@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.observe.conftest import keep_image, needs_browser, open_browser
+from tests.observe.conftest import needs_browser, open_browser
 
 import fanfold as ff
 from fanfold._observe._spans import Span, assign_lanes
@@ -109,7 +109,6 @@ def test_timeline_of_ten_tasks_draws_a_bar_each_coloured_by_outcome(tmp_path: Pa
     assert seen["failed"] == 2  # inputs 2 and 7
     assert seen["resources"] == 0  # the page loaded nothing else
     assert (tmp_path / "timeline-10.png").stat().st_size > 0
-    keep_image(tmp_path / "timeline-10.png", "timeline.png")
 
 
 @needs_browser

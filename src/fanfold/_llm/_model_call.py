@@ -45,6 +45,7 @@ from fanfold._llm._providers import (
     remaining_from_headers,
     retry_hint,
 )
+from fanfold._outcome import Call
 from fanfold._retry import RetryPolicy, Timeouts
 from fanfold._usage import Price, Usage
 
@@ -123,6 +124,7 @@ class ModelCall:
         self.resources = (resource,)
         self._provider = provider
         self._model = model
+        self.model = model  # as the request asks for it (the provider's answer may name a version)
         self._price = price
         self._estimate = estimate
         self._output_tokens = float(output_tokens)
@@ -139,7 +141,9 @@ class ModelCall:
         parameters: ModelRequestParameters,
         max_tokens: int | None,
     ) -> ModelResponse:
-        response: ModelResponse = await call_leaf(self.leaf(ctx, self._cost(messages, parameters, max_tokens), send))
+        leaf = self.leaf(ctx, self._cost(messages, parameters, max_tokens), send)
+        leaf.messages = messages  # for a trace with content
+        response: ModelResponse = await call_leaf(leaf)
         return response
 
     def leaf(self, ctx: Context, cost: dict[str, float], send: Callable[[], Awaitable[ModelResponse]]) -> _Request:
@@ -157,7 +161,7 @@ class ModelCall:
     ) -> AsyncIterator[StreamedResponse]:
         """A streamed request, through the same admitted path (but not retried: part of it may
         have reached the caller)."""
-        async with _Request(self, ctx, self._cost(messages, parameters, max_tokens)) as request:
+        async with _Request(self, ctx, self._cost(messages, parameters, max_tokens), messages=messages) as request:
             async with AsyncExitStack() as stack:
                 with on_wire(request.wire):  # the request goes out as the stream opens
                     response = await stack.enter_async_context(open_stream())
@@ -242,6 +246,8 @@ class ModelCall:
             remaining_from_headers(headers),
             admission.cost,
         )
+        if isinstance(admission, _Request):
+            admission.pause = pause  # for the request's Call in its task's outcome
         if state.bus.active:
             event = Throttled(
                 state.run_id, ctx.path, state.now(), self.name, exc.status_code, pause, resource.snapshot()
@@ -252,7 +258,7 @@ class ModelCall:
 class _Request(LeafCall):
     """One model request: a leaf call of its model's :class:`ModelCall`."""
 
-    __slots__ = ("model_call", "send_request", "wire")
+    __slots__ = ("answer", "is_backup", "messages", "model_call", "pause", "queued", "send_request", "wire")
 
     default_retry = PROVIDER_RETRY
     what = "model request attempt"
@@ -264,8 +270,17 @@ class _Request(LeafCall):
         ctx: Context,
         cost: dict[str, float],
         send: Callable[[], Awaitable[ModelResponse]] | None = None,  # None: a stream, sent by its block
+        *,
+        messages: Sequence[ModelMessage] | None = None,
     ) -> None:
         super().__init__(ctx, model_call.resources, cost)
+        # What the timeline and a trace show of each attempt: when it began waiting, how long a 429
+        # paused its resource, whether it is a hedge's backup; the prompt and the answer (content).
+        self.queued = 0.0
+        self.pause = 0.0
+        self.is_backup = False
+        self.messages = messages
+        self.answer: ModelResponse | None = None
         self.retry = model_call.retry
         self.timeouts = model_call.timeouts
         self.defers_admission = model_call.on_wire
@@ -276,9 +291,12 @@ class _Request(LeafCall):
         """A hedge's backup: the same request, sent again (a stream is not hedged)."""
         if self.send_request is None:
             return None
-        return _Request(self.model_call, self.ctx, dict(self.cost or {}), self.send_request)
+        backup = _Request(self.model_call, self.ctx, dict(self.cost or {}), self.send_request, messages=self.messages)
+        backup.is_backup = True
+        return backup
 
     def begin(self) -> tuple[float, float]:
+        self.queued, self.pause, self.answer = self.ctx.run_state.now(), 0.0, None
         self.wire = Wire(self.admit if self.defers_admission else None)
         assert self.cost is not None
         return self.model_call.reservation(self.cost)
@@ -293,6 +311,7 @@ class _Request(LeafCall):
         state = self.ctx.run_state
         began = self.began if self.began is not None else state.clock()
         self.spent = self.model_call.succeeded(result, self, self.wire.headers, began)
+        self.answer = result if isinstance(result, ModelResponse) else None
         self._report("ok")
 
     def failed(self, exc: BaseException) -> None:
@@ -322,17 +341,36 @@ class _Request(LeafCall):
 
     def _report(self, status: str) -> None:
         began = self.began
-        state = self.ctx.run_state
-        if began is not None and state.bus.active:
+        if began is None:
+            return
+        ctx = self.ctx
+        state = ctx.run_state
+        model_call = self.model_call
+        seconds = state.clock() - began
+        end = state.now()
+        spent = self.spent or Usage()
+        ctx.called(
+            Call(model_call.name, model_call.model, self.attempt, self.queued, end - seconds, end, status,
+                 spent.tokens, spent.cost, self.pause, self.is_backup)
+        )  # fmt: skip
+        if state.bus.active:
+            answer = self.answer
+            tracer = state.tracer
+            content = tracer is not None and tracer.content
             event = ModelCalled(
                 state.run_id,
-                self.ctx.path,
-                state.now(),
-                self.model_call.name,
+                ctx.path,
+                end,
+                model_call.name,
                 self.attempt,
                 status,
-                self.spent or Usage(),
-                state.clock() - began,
+                spent,
+                seconds,
+                model=model_call.model,
+                response_model=None if answer is None else answer.model_name,
+                hedge=self.is_backup,
+                messages=self.messages if content else None,
+                answer=answer if content else None,
             )
             state.bus.emit(event)
 

@@ -27,19 +27,16 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from aiohttp import web
 
 from fanfold._errors import FanfoldError, UsageError
 from fanfold._observe._feeds import BusFeed, Feed, StoreFeed
 from fanfold._observe._page import PAGE
-from fanfold._records import open_store
+from fanfold._records import Store, open_store
 from fanfold._redact import redact
-
-if TYPE_CHECKING:
-    from fanfold._records import Store
-    from fanfold._run import Run
+from fanfold._run import Run
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -174,10 +171,31 @@ async def serve_store(
         await asyncio.Event().wait()  # until Ctrl-C
 
 
-def serve_dashboard(run: Run, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> Dashboard:
-    """A dashboard of one run of this process, fed by its events. Call it before the run's
-    first ``await`` (it subscribes to the run's events), and use it as ``async with``."""
-    return Dashboard(BusFeed(run), host=host, port=port, token=token)
+def serve_dashboard(
+    source: Run | Store, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None
+) -> Dashboard:
+    """A live dashboard (a local web page, updated over server-sent events, with a cancel
+    button) of one run of this process, fed by its events, or of every run in a store (opened by
+    the caller; live runs of other processes included, read from their journals). For a run, call
+    it before the run's first ``await`` (it subscribes to the run's events). Use it as
+    ``async with``; ``url`` is the page's address (with its token, when bound beyond loopback)::
+
+        async with ff.start(ff.map(grade), essays) as run:
+            async with ff.serve_dashboard(run, port=8765) as board:
+                print("watch it at", board.url)
+                result = await run.result()
+
+    >>> ff.serve_dashboard(ff.MemoryStore(), port=0).url
+    'http://127.0.0.1:0/'
+    """
+    if isinstance(source, Run):
+        return Dashboard(BusFeed(source), host=host, port=port, token=token)
+    if isinstance(source, Store):
+        return Dashboard(StoreFeed(source), host=host, port=port, token=token)
+    raise UsageError(
+        f"ff.serve_dashboard({source!r}): pass a run of this process (ff.start(...)) or a Store "
+        "(ff.SQLiteStore('runs.db'), opened with `async with`)"
+    )
 
 
 def store_dashboard(store: Store, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> Dashboard:

@@ -1,8 +1,9 @@
 """What the dashboard shows, from either of two sources.
 
 - :class:`StoreFeed`: any run in a store, live or not, in this process or another. The feed
-  reads the run's record and the entries journaled since its last look, every :data:`POLL`
-  seconds; a cancel is a request written into the run's record, which the process that runs it
+  reads the run's record and the entries journaled since its last look (a cursor read,
+  ``Store.entries_after``), every :data:`POLL` seconds; a cancel is a request written into the
+  run's record, which the process that runs it
   sees (``fanfold._journal.Journal``) and acts on by cancelling its run.
 - :class:`BusFeed`: one run of this process, through its events (so it also sees the tasks in
   flight, which a journal does not hold); a cancel is ``Run.cancel()``.
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
 POLL = 0.5  # seconds between looks at a store
 SLOWEST = 8  # in-flight tasks shown
+PAGE = 1_000  # entries read from a store per round trip
 FINAL = ("succeeded", "failed", "partial", "cancelled", "interrupted")
 
 
@@ -94,15 +96,15 @@ class StoreFeed:
     async def follow(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
         record = await self._record(run_id)
         reader = SpanReader(record)
+        cursor = 0  # the position of the last entry read: each poll reads only the entries after it
         while True:
             reader.update(record)
-            skip, fresh = reader.seen, []
-            # Entries come in journal order; those read before are skipped (stores have no cursor).
-            async for entry in self.store.entries(run_id):
-                if skip:
-                    skip -= 1
-                else:
-                    fresh.append(entry)
+            fresh = []
+            while batch := await self.store.entries_after(run_id, cursor, PAGE):
+                cursor = batch[-1][0]
+                fresh += [entry for _, entry in batch]
+                if len(batch) < PAGE:
+                    break
             spans = reader.read(fresh)
             # A journal holds finished tasks only: what is in flight is known to the run's own process.
             yield {"run": _run_info(record, time.time()), "spans": [s.as_row() for s in spans], "inflight": None}
@@ -202,4 +204,5 @@ def _outcome_row(event: TaskFinished) -> list[Any]:
     return [o.path, o.path if o.key is None else repr(o.key), o.status.value,
             None if o.start is None else round(o.start, 4), None if o.end is None else round(o.end, 4), o.attempts, 1,
             0 if usage is None else usage.tokens, 0.0 if usage is None else round(usage.cost, 6),
-            0 if usage is None else usage.throttled, error]  # fmt: skip
+            0 if usage is None else usage.throttled, error,
+            None if o.calls is None else [c.as_row() for c in o.calls]]  # fmt: skip

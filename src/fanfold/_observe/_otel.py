@@ -7,7 +7,8 @@ API is needed)::
     invoke_workflow {root}            the run (gen_ai.operation.name=invoke_workflow)
       invoke_agent {agent}            each task: fanfold.path, .index, .key, .attempts, .status, .reason
         chat {model}                  each model request (one attempt): gen_ai.provider.name,
-                                      gen_ai.request.model, gen_ai.usage.*, error.type
+                                      gen_ai.request.model, gen_ai.response.model (the model
+                                      the provider says answered), gen_ai.usage.*, error.type
 
 A task's span is the current span while the task runs (its children's tasks copy it when they
 are created, worker threads through ``RunState.to_thread``), so an agent's own spans and
@@ -17,8 +18,11 @@ on the task's span: ``fanfold.admitted`` (with the wait for admission, if it wai
 
 Token counts: ``gen_ai.usage.*`` only on the model-request spans, one per request, so a backend
 that sums them over a trace counts each token once; task and workflow spans carry their totals
-as ``fanfold.usage.*``. Content (inputs, outputs, the data of agents' events) only with
-``Tracing(content=True)``, redacted.
+as ``fanfold.usage.*``. Content only with ``Tracing(content=True)``, redacted: each model
+request's prompt and answer on its ``chat`` span (``gen_ai.system_instructions``,
+``gen_ai.input.messages``, ``gen_ai.output.messages``, as the convention's JSON messages), a
+task's input and output on its
+``invoke_agent`` span, the data of agents' events on theirs.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from fanfold._agent import agent_name
 from fanfold._context import Context, RunState
-from fanfold._events import AgentEvent, Event, FanoutStarted, ModelCalled, TaskRetrying, TaskStarted, Throttled
+from fanfold._events import AgentEvent, Event, FanoutStarted, ModelCalled, TaskRetrying, Throttled
 from fanfold._outcome import Outcome, Status
 from fanfold._redact import redact
 from fanfold._tracing import Tracing
@@ -48,6 +52,7 @@ SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
 OPERATION = "gen_ai.operation.name"
 PROVIDER = "gen_ai.provider.name"
 REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
 AGENT_NAME = "gen_ai.agent.name"
 WORKFLOW_NAME = "gen_ai.workflow.name"
 INPUT_TOKENS = "gen_ai.usage.input_tokens"
@@ -55,6 +60,7 @@ OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 TOKEN_TYPE = "gen_ai.token.type"
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
 ERROR_TYPE = "error.type"
 
 # pydantic-ai's provider names -> the convention's gen_ai.provider.name values (others as they are).
@@ -133,7 +139,7 @@ class RunTracer:
         self._tracer = tracer_provider.get_tracer("fanfold", schema_url=SCHEMA_URL)
         meter_provider = tracing.meter_provider or metrics.get_meter_provider()
         self._metrics = None if _is_no_op(meter_provider) else _instruments(meter_provider)
-        self._content = tracing.content
+        self._content = self.content = tracing.content
         self._state = state
         self._recording = False  # whether the run's trace is recorded (known once its span begins)
         self._listening = False
@@ -141,7 +147,6 @@ class RunTracer:
         self._models: dict[str, tuple[str, str]] = {}
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             ModelCalled: self._model_called,
-            TaskStarted: self._started,
             TaskRetrying: self._retrying,
             Throttled: self._throttled,
             FanoutStarted: self._fanout,
@@ -151,7 +156,9 @@ class RunTracer:
         """Hear the run's events (model requests, retries, 429s, agents' own events)."""
         if not self._listening:
             self._listening = True
-            self._state.bus.subscribe(self.on_event)
+            # Not the task queued/started/ended events: it sees each task itself (execute), and
+            # two or three events built per task for nobody would cost more than its span's attributes.
+            self._state.bus.subscribe(self.on_event, tasks=False)
 
     # -- tasks ---------------------------------------------------------------------------------
 
@@ -231,6 +238,11 @@ class RunTracer:
         if live.provider is not None:
             attributes[PROVIDER] = live.provider
             attributes[REQUEST_MODEL] = live.model
+        start = outcome.start
+        # An event for every task would cost more than it says: only a wait of ADMISSION_WAIT or more.
+        if start is not None and start - live.queued >= ADMISSION_WAIT:
+            at = int((self._state.started_wall + start) * 1e9)
+            span.add_event("fanfold.admitted", {"fanfold.waited": start - live.queued}, timestamp=at)
         error = outcome.error
         if status is Status.FAILED or status is Status.TIMED_OUT:
             attributes[ERROR_TYPE] = "timeout" if status is Status.TIMED_OUT else error.type if error else "error"
@@ -262,6 +274,8 @@ class RunTracer:
             "fanfold.resource": event.resource,
         }
         common = {OPERATION: "chat", PROVIDER: provider, REQUEST_MODEL: model}
+        if event.response_model:
+            attributes[RESPONSE_MODEL] = event.response_model
         if ok:
             attributes[INPUT_TOKENS] = event.usage.input_tokens
             attributes[OUTPUT_TOKENS] = event.usage.output_tokens
@@ -275,6 +289,8 @@ class RunTracer:
                 instruments.tokens.record(event.usage.output_tokens, {**common, TOKEN_TYPE: "output"})
         if not self._recording:
             return
+        if self._content:
+            _chat_content(attributes, event)
         end = time.time_ns()
         span = self._tracer.start_span(
             f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes, start_time=end - int(event.seconds * 1e9)
@@ -297,13 +313,6 @@ class RunTracer:
             model = model.split("@", 1)[0].split("#", 1)[0]
             known = self._models[resource] = (PROVIDERS.get(provider, provider), model)
         return known
-
-    def _started(self, event: TaskStarted) -> None:
-        live = self._live.get(event.path)
-        if live is not None:
-            waited = event.at - live.queued
-            if waited >= ADMISSION_WAIT:  # an event for every task would cost more than it says
-                live.span.add_event("fanfold.admitted", {"fanfold.waited": waited})
 
     def _retrying(self, event: TaskRetrying) -> None:
         live = self._live.get(event.path)
@@ -341,6 +350,40 @@ class RunTracer:
             if self._content:
                 attributes["fanfold.data"] = json.dumps(event.data)
             live.span.add_event(event.name, attributes)
+
+
+def _chat_content(attributes: dict[str, Any], event: ModelCalled) -> None:
+    """A model request's prompt and answer as the convention's messages (JSON strings), redacted,
+    converted by pydantic-ai's instrumentation (the request's messages are pydantic-ai's)."""
+    if event.messages is None and event.answer is None:
+        return
+    from pydantic_ai.models.instrumented import InstrumentationSettings  # loaded already: the request was its
+
+    convert = _converter(InstrumentationSettings).messages_to_otel_messages
+    messages = event.messages
+    if messages is not None:
+        attributes[INPUT_MESSAGES] = redact(json.dumps(convert(list(messages)), default=str))
+        # pydantic-ai sends the agent's instructions beside the messages, not as one of them.
+        instructions = next((m.instructions for m in reversed(messages) if getattr(m, "instructions", None)), None)
+        if instructions:
+            attributes[SYSTEM_INSTRUCTIONS] = redact(json.dumps([{"type": "text", "content": instructions}]))
+    answer = event.answer
+    if answer is not None:
+        output = [{**message, "finish_reason": answer.finish_reason or "stop"} for message in convert([answer])]
+        attributes[OUTPUT_MESSAGES] = redact(json.dumps(output, default=str))
+
+
+_CONVERTER: list[Any] = []
+
+
+def _converter(settings: Any) -> Any:
+    """pydantic-ai's instrumentation settings, with content, kept away from the global providers."""
+    if not _CONVERTER:
+        no_spans, no_metrics = trace.NoOpTracerProvider(), metrics.NoOpMeterProvider()
+        # include_content is on by default; binary parts (images, files) stay out of a trace.
+        made = settings(tracer_provider=no_spans, meter_provider=no_metrics, include_binary_content=False)
+        _CONVERTER.append(made)
+    return _CONVERTER[0]
 
 
 def _messages(role: str, value: Any) -> str:

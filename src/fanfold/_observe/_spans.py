@@ -14,9 +14,10 @@ from __future__ import annotations
 import heapq
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from fanfold._outcome import Call, Outcome
 from fanfold._records import Entry, RunRecord
 
 STATUSES = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
@@ -26,7 +27,8 @@ STATUSES = ("succeeded", "failed", "timed_out", "cancelled", "skipped")
 class Span:
     """One journaled task. ``start`` and ``end`` are seconds since the run's first attempt began
     (``None``: the task never started); ``run_attempt`` is 1 for the first attempt at the run, 2
-    for the first resume; ``attempts`` is how many times the task itself was tried."""
+    for the first resume; ``attempts`` is how many times the task itself was tried. ``calls`` are
+    its model requests (on the same clock), empty for a task that made none."""
 
     path: str
     key: str
@@ -39,6 +41,7 @@ class Span:
     cost: float
     throttled: int
     error: str | None
+    calls: tuple[Call, ...] = ()
 
     @property
     def top(self) -> bool:
@@ -46,13 +49,24 @@ class Span:
         return "/" not in self.path
 
     def as_row(self) -> list[Any]:
-        """The span as a compact JSON row, in :data:`ROW_FIELDS` order."""
+        """The span as a compact JSON row, in :data:`ROW_FIELDS` order (``calls``: their rows, or None)."""
         return [self.path, self.key, self.status, _round(self.start), _round(self.end), self.attempts,
-                self.run_attempt, self.tokens, round(self.cost, 6), self.throttled, self.error]  # fmt: skip
+                self.run_attempt, self.tokens, round(self.cost, 6), self.throttled, self.error,
+                [c.as_row() for c in self.calls] or None]  # fmt: skip
 
 
 ROW_FIELDS = ("path", "key", "status", "start", "end", "attempts", "run_attempt", "tokens", "cost", "throttled",
-              "error")  # fmt: skip
+              "error", "calls")  # fmt: skip
+
+
+def calls_of(text: str | None, offset: float) -> tuple[Call, ...]:
+    """A journal entry's calls (JSON rows), moved onto the first attempt's clock by ``offset``."""
+    if not text:
+        return ()
+    calls = (Call.from_row(row) for row in json.loads(text))
+    if not offset:
+        return tuple(calls)
+    return tuple(replace(c, start=c.start + offset, admitted=c.admitted + offset, end=c.end + offset) for c in calls)
 
 
 def _round(value: float | None) -> float | None:
@@ -89,6 +103,27 @@ def span_of(entry: Entry, run_attempt: int, offset: float) -> Span:
         float(usage.get("cost", 0.0)),
         int(usage.get("throttled", 0)),
         error,
+        calls_of(entry.calls, offset),
+    )
+
+
+def span_of_outcome(outcome: Outcome[Any]) -> Span:
+    """A finished run's outcome as a span (its times are on the run's clock already)."""
+    usage = outcome.usage
+    error = outcome.reason if outcome.error is None else str(outcome.error)
+    return Span(
+        outcome.path,
+        outcome.path if outcome.key is None else repr(outcome.key),
+        outcome.status.value,
+        outcome.start,
+        outcome.end,
+        outcome.attempts,
+        1,
+        0 if usage is None else usage.tokens,
+        0.0 if usage is None else usage.cost,
+        0 if usage is None else usage.throttled,
+        error,
+        outcome.calls or (),
     )
 
 

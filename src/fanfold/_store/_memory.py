@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from collections import Counter
@@ -96,6 +97,14 @@ class MemoryStore(Store):
         # A snapshot: a write while the caller iterates must not break the iteration.
         for entry in list(self._entries.get(run_id, {}).values()):
             yield entry
+
+    async def entries_after(self, run_id: str, after: int = 0, limit: int = 1_000) -> list[tuple[int, Entry]]:
+        # An entry's position is its place in the run's dict: a replaced entry keeps it, and entries
+        # are only ever removed with their run, so positions are stable. islice skips the entries
+        # seen before without touching them.
+        journal = self._entries.get(run_id, {})
+        after = max(0, after)
+        return list(zip(itertools.count(after + 1), itertools.islice(journal.values(), after, after + limit)))
 
     async def counts(self, run_id: str) -> dict[str, int]:
         return dict(Counter(entry.status for entry in self._entries.get(run_id, {}).values()))

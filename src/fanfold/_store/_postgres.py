@@ -49,6 +49,7 @@ CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 PAGE = 1_000
 # Any constant works: it only has to be the same in every process creating the tables at once.
 SCHEMA_LOCK = 0x66616E666F6C64  # "fanfold"
+ENTRY_ADDED_COLUMNS = ("published", "calls")  # entry columns added since version 1, nullable
 
 # `seq` is an identity column: an insert takes the next value, an upsert that hits an existing
 # (run_id, key) leaves it alone, so ordering by seq is first-written order. JSON is kept as text,
@@ -88,6 +89,7 @@ CREATE TABLE fanfold_entries (
     usage text,
     input_digest text,
     published text,
+    calls text,
     PRIMARY KEY (run_id, key)
 );
 CREATE INDEX fanfold_entries_order ON fanfold_entries (run_id, seq)
@@ -100,6 +102,7 @@ UPSERT = (
 SELECT_PAGE = (
     f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT {PAGE}"
 )
+SELECT_AFTER = f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s"
 INSERT_RUN = (
     f"INSERT INTO fanfold_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 10)}) ON CONFLICT (run_id) DO NOTHING"
 )
@@ -238,6 +241,10 @@ class PostgresStore(Store):
                 return
             after = rows[-1][0]
 
+    async def entries_after(self, run_id: str, after: int = 0, limit: int = PAGE) -> list[tuple[int, Entry]]:
+        rows = await self._fetch(SELECT_AFTER, (run_id, after, limit))
+        return [(row[0], Entry(*row[1:])) for row in rows]
+
     async def counts(self, run_id: str) -> dict[str, int]:
         return dict(await self._fetch(COUNTS, (run_id,)))
 
@@ -300,14 +307,17 @@ async def _add_lease_columns(connection: psycopg.AsyncConnection[Any]) -> None:
     if row is None or row[0] < len(LEASE_COLUMNS):
         for column in LEASE_COLUMNS:
             await connection.execute(f"ALTER TABLE fanfold_runs ADD COLUMN IF NOT EXISTS {column} text")
-    # A nullable column too (what each task published to channels), so older fanfolds still work.
+    # Nullable columns too (what each task published to channels, its model calls), so older
+    # fanfolds still work.
     cursor = await connection.execute(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'fanfold_entries' "
-        "AND column_name = 'published'"
+        "AND column_name = ANY(%s)",
+        (list(ENTRY_ADDED_COLUMNS),),
     )
     row = await cursor.fetchone()
-    if row is None or not row[0]:
-        await connection.execute("ALTER TABLE fanfold_entries ADD COLUMN IF NOT EXISTS published text")
+    if row is None or row[0] < len(ENTRY_ADDED_COLUMNS):
+        for column in ENTRY_ADDED_COLUMNS:
+            await connection.execute(f"ALTER TABLE fanfold_entries ADD COLUMN IF NOT EXISTS {column} text")
 
 
 async def _migrate(connection: psycopg.AsyncConnection[Any], url: str) -> None:

@@ -44,7 +44,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 # Bump with a migration in _migrate when the tables change; a file from a newer fanfold is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 30_000
 PAGE = 1_000  # entries read per round trip to the worker thread
 
@@ -84,6 +84,7 @@ CREATE TABLE fanfold_entries (
     usage TEXT,
     input_digest TEXT,
     published TEXT,
+    calls TEXT,
     UNIQUE (run_id, key)
 );
 CREATE INDEX fanfold_entries_order ON fanfold_entries (run_id, seq);
@@ -95,6 +96,7 @@ UPSERT = (
     f"ON CONFLICT (run_id, key) DO UPDATE SET {ENTRY_UPDATES}"
 )
 SELECT_PAGE = f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT {PAGE}"
+SELECT_AFTER = f"SELECT seq, {ENTRY_COLUMNS} FROM fanfold_entries WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM fanfold_runs WHERE run_id = ?"
 # rowid breaks ties between runs created at the same moment: the later insert is newer.
 SELECT_RUNS = f"SELECT {RUN_COLUMNS} FROM fanfold_runs ORDER BY created_at DESC, rowid DESC LIMIT ?"
@@ -193,6 +195,10 @@ class SQLiteStore(Store):
             if len(rows) < PAGE:
                 return
             after = rows[-1][0]
+
+    async def entries_after(self, run_id: str, after: int = 0, limit: int = PAGE) -> list[tuple[int, Entry]]:
+        rows = await self._call(_fetch, SELECT_AFTER, (run_id, after, limit))
+        return [(row[0], Entry(*row[1:])) for row in rows]
 
     async def counts(self, run_id: str) -> dict[str, int]:
         return dict(await self._call(_fetch, COUNTS, (run_id,)))
@@ -306,5 +312,7 @@ def _migrate(db: sqlite3.Connection, url: str) -> None:
             if version == 1:  # a file from before leases: its runs have no owner, so none is live
                 for column in LEASE_COLUMNS:
                     db.execute(f"ALTER TABLE fanfold_runs ADD COLUMN {column} TEXT")
-            db.execute("ALTER TABLE fanfold_entries ADD COLUMN published TEXT")  # version 3: channels
+            if version < 3:
+                db.execute("ALTER TABLE fanfold_entries ADD COLUMN published TEXT")  # version 3: channels
+            db.execute("ALTER TABLE fanfold_entries ADD COLUMN calls TEXT")  # version 4: the tasks' model calls
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
