@@ -150,3 +150,33 @@ def test_a_request_budget_bounds_what_the_provider_receives_under_faults() -> No
     assert sim.stats.requests == 60
     assert_counted(result.summary.usage, sim)
     assert result.summary.counts[ff.Status.SKIPPED] > 0
+
+
+def test_a_request_cut_before_it_was_written_is_not_counted() -> None:
+    # A server that accepts the connections and never answers the TLS handshake: the requests
+    # are admitted and reach aiohttp, and the run is cancelled before a byte of HTTP is written.
+    # They never left the process: the provider could not count (or charge) them.
+    async def main() -> ff.Result[Any]:
+        held: list[asyncio.StreamWriter] = []
+        both = asyncio.Event()
+
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)  # keep the connection open, say nothing
+            if len(held) == 2:
+                both.set()
+
+        server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        agent = ff.llm("openai-chat:sim-1", base_url=f"https://127.0.0.1:{port}/v1", api_key=KEY)
+        async with server, ff.start(ff.map(agent), ["a", "b"]) as run:
+            await both.wait()
+            run.cancel()
+            result = await run.result()
+            for writer in held:
+                writer.close()
+        return result
+
+    result = asyncio.run(main())
+    assert result.summary.counts[ff.Status.CANCELLED] == 2
+    usage = result.summary.usage
+    assert (usage.requests, usage.tokens, usage.cost) == (0, 0, 0.0)

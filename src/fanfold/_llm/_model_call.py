@@ -317,6 +317,9 @@ class _Request(LeafCall):
     def failed(self, exc: BaseException) -> None:
         if self.spent is not None:  # answered, then failed on the way out: counted already
             return
+        if self.began is not None and self.wire.unsent:  # ended before its headers were written
+            self._report(type(exc).__name__)
+            return
         if self.began is not None:  # it reached the provider: the resource learns from the answer
             self.model_call.failed(self.ctx, exc, self)
         if isinstance(exc, ModelHTTPError):  # the provider answered: no tokens spent

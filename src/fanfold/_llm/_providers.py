@@ -35,14 +35,20 @@ class Wire:
     for a request that defers it) is taken by the request hook, just before the request goes
     on the wire (after pydantic-ai and the SDK have done their work, which at the start of a
     large fan-out waits behind every other task's), and the responses' headers are kept for
-    the governor."""
+    the governor. ``started`` and ``sent`` follow the request through aiohttp: one started but
+    not sent (cancelled while waiting for a connection or in a TLS handshake) never left."""
 
-    __slots__ = ("admit", "admitted", "headers")
+    __slots__ = ("admit", "admitted", "headers", "sent", "started")
 
     def __init__(self, admit: Callable[[], Awaitable[None]] | None) -> None:
         self.admit = admit
-        self.admitted = False
+        self.admitted = self.started = self.sent = False
         self.headers: list[Mapping[str, str]] = []
+
+    @property
+    def unsent(self) -> bool:
+        """The request reached aiohttp and was ended before its headers were written."""
+        return self.started and not self.sent
 
 
 # The model request running in this task, if it goes through a client fanfold built.
@@ -139,6 +145,42 @@ async def _on_request(request: Any) -> None:
         wire.admitted = True
 
 
+async def _on_aiohttp_start(session: Any, trace: Any, params: Any) -> None:
+    wire = _WIRE.get()
+    if wire is not None:
+        wire.started = True
+
+
+async def _on_aiohttp_sent(session: Any, trace: Any, params: Any) -> None:
+    wire = _WIRE.get()
+    if wire is not None:
+        wire.sent = True
+
+
+def _follow_sending(client: Any) -> Any:
+    """Have the client's aiohttp session say when each request's headers are written, so that a
+    request cancelled before then is known not to have left the process (and is not counted).
+    A transport without what this needs is left alone: its requests count once admitted."""
+    transport = getattr(client, "_transport", None)
+    if getattr(transport, "client", True) is not None or not hasattr(transport, "ssl_context"):
+        return client
+
+    def session() -> Any:  # called by the transport on its first request, on the loop
+        import aiohttp
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(_on_aiohttp_start)
+        trace.on_request_headers_sent.append(_on_aiohttp_sent)
+        limits = transport.limits
+        connector = aiohttp.TCPConnector(
+            limit=limits.max_connections or 0, keepalive_timeout=limits.keepalive_expiry, ssl=transport.ssl_context
+        )
+        return aiohttp.ClientSession(connector=connector, trace_configs=[trace])
+
+    transport.client = session
+    return client
+
+
 async def _on_response(response: Any) -> None:
     wire = _WIRE.get()
     if wire is not None:
@@ -180,13 +222,7 @@ def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
         from pydantic_ai.providers.anthropic import AnthropicProvider
 
         client_class, provider_of = sdk_module.AsyncAnthropic, lambda c: AnthropicProvider(anthropic_client=c)
-    hooks: dict[str, list[Callable[..., Any]]] = {"request": [_on_request], "response": [_on_response]}
-    client = client_class(
-        api_key=api_key,
-        base_url=base_url,
-        max_retries=0,
-        http_client=sdk_module.DefaultAioHttpClient(event_hooks=hooks, limits=_governed_pool(sdk_module)),
-    )
+    client = client_class(api_key=api_key, base_url=base_url, max_retries=0, http_client=governed_http_client(sdk_module))
     cleanups.append(client.close)
     provider = provider_of(client)
     return infer_model(ref.spec, provider_factory=lambda _: provider)
@@ -353,4 +389,4 @@ def governed_http_client(sdk_module: Any, base: type | None = None) -> Any:
     if base is not None:
         client_class = type(base.__name__, (base, client_class), {})
     hooks: dict[str, list[Callable[..., Any]]] = {"request": [_on_request], "response": [_on_response]}
-    return client_class(event_hooks=hooks, limits=_governed_pool(sdk_module))
+    return _follow_sending(client_class(event_hooks=hooks, limits=_governed_pool(sdk_module)))
