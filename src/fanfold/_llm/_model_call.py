@@ -241,6 +241,7 @@ class ModelCall:
             state.clock(),
             remaining_from_headers(headers),
             admission.cost,
+            sent=getattr(admission, "began", None),  # when it was admitted (a leaf call's)
         )
         if state.bus.active:
             event = Throttled(
