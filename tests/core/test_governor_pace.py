@@ -32,7 +32,8 @@ def breach(resource: ProviderResource, now: float, count: int = 12) -> float:
 
 def test_without_headers_a_breach_teaches_the_rate_served_and_admissions_are_paced_at_it() -> None:
     resource = ProviderResource("m", ff.RateLimit(), now=0.0)
-    assert resource.pace is None and not resource.buckets  # nothing known: concurrency adapts
+    assert resource.pace is None  # nothing known: concurrency adapts
+    assert not resource.buckets
     now = serve(resource, 0.0, 4.0, per_second=10.0)
     now = breach(resource, now)
     assert resource.pace is not None
