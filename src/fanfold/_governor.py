@@ -130,6 +130,9 @@ class Bucket:
     # providers ask for, and which leaves the provider's own bucket full as a cushion for calls
     # that reach it bunched up (the client's loop is busiest as a fan-out starts).
     START = 0.1
+    # Rounding (a resized bucket's level) must not leave a call a wait too short for any clock
+    # to pass: a level this close to what the call needs is enough.
+    EPSILON = 1e-9
 
     def __init__(self, per_minute: float, burst: float, now: float) -> None:
         self.per_minute = per_minute
@@ -147,7 +150,7 @@ class Bucket:
         """Seconds until ``amount`` may start (0: now)."""
         self.refill(now)
         need = min(amount, self.capacity)
-        if self.level >= need:
+        if self.level >= need - self.EPSILON:
             return 0.0
         start = max(now, self.stamp)  # a paused bucket refills only from the end of the pause
         return start - now + (need - self.level) / self.rate
@@ -198,7 +201,8 @@ class LearntPace:
 
     def per_second(self, now: float) -> float:
         growth = (1.0 - self.DECREASE) / self.PLATEAU**3
-        return self.peak * (1.0 + growth * (now - self.breached - self.PLATEAU) ** 3)
+        since = max(0.0, now - self.breached)  # (a clock read a moment earlier elsewhere)
+        return self.peak * (1.0 + growth * (since - self.PLATEAU) ** 3)
 
     def breach(self, served_per_second: float, now: float) -> None:
         """The limit was met at ``now``: the new peak is what was served, or the pace if lower."""
@@ -219,7 +223,7 @@ class ProviderResource:
     BREACH_SHARE = 0.5
     HISTORY = 24
     NEAR = 0.9  # adaptive: within this share of the last breach's concurrency, any 429 is one
-    SERVED_KEPT = 4096  # success times kept to measure the rate served (a bound on memory)
+    SERVED_KEPT = 4096  # answer times kept to measure the rate served (a bound on memory)
     ECHO = 0.1  # seconds after a breach within which a 429 of unknown send time is taken for its echo
     RESIZE = 0.02  # a learnt pace resizes its bucket when it moved by more than this share
 
@@ -323,8 +327,10 @@ class ProviderResource:
 
     def faulted(self, now: float) -> None:
         """A call failed in a way that says nothing about the limit (a 5xx, a timeout, a
-        garbled answer): it counts among the answers a burst of 429s is judged against."""
+        garbled answer): it counts among the answers a burst of 429s is judged against, and
+        among those the provider served (its limiter let the request through)."""
         self.answers.append((now, False))
+        self.served.append(now)
 
     def throttled(
         self,
@@ -392,7 +398,9 @@ class ProviderResource:
             turned_away for _, turned_away in takewhile(lambda answer: answer[0] >= since, reversed(self.answers))
         ]
         rejected = sum(recent)
-        return rejected >= self.BURST and rejected >= self.BREACH_SHARE * len(recent)
+        # (Judged against at least HISTORY / 2 answers: a few 429s among a handful of answers,
+        # as at a slow pace, are as likely to be random ones that a 1 s Retry-After bunched up.)
+        return rejected >= self.BURST and rejected >= self.BREACH_SHARE * max(len(recent), self.HISTORY // 2)
 
     def _echo(self, now: float, sent: float | None) -> bool:
         """Whether a 429 answers a call sent before the last breach was known (nothing is sent
@@ -410,9 +418,9 @@ class ProviderResource:
         return bool(isolated) and len(self.answers) > 0 and isolated[-1] >= self.answers[0][0]
 
     def served_per_second(self, now: float) -> float | None:
-        """Successful answers per second over the last ``LearntPace.SERVED_OVER`` seconds, since
-        the resource began or its last pause ended (a pause serves nothing); None if that is
-        less than a second: too short to measure."""
+        """Answers that passed the provider's limiter (all but 429s) per second over the last
+        ``LearntPace.SERVED_OVER`` seconds, since the resource began or its last pause ended (a
+        pause serves nothing); None if that is less than a second: too short to measure."""
         since = max(now - LearntPace.SERVED_OVER, self.born, self.paused_until)
         if now - since < 1.0:
             return None

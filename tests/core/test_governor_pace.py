@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fanfold as ff
-from fanfold._governor import LearntPace, ProviderResource
+from fanfold._governor import Bucket, LearntPace, ProviderResource
 
 
 def serve(resource: ProviderResource, start: float, seconds: float, per_second: float) -> float:
@@ -113,3 +113,13 @@ def test_the_pace_climbs_back_to_its_peak_then_probes_beyond_ever_faster(
     assert pace.per_second(elapsed + more) >= pace.per_second(elapsed)  # it never falls without a breach
     # A limit raised to twice the last peak (a restored limit) is reached within 10 s of a breach.
     assert pace.per_second(10.0) >= 2 * peak
+
+
+def test_a_level_a_rounding_error_short_of_a_call_admits_it() -> None:
+    # A resized bucket can be left at 0.9999999999999999: the wait for the rest is shorter than
+    # any clock can pass, and a waiter woken for it would never be admitted (a run hung so).
+    bucket = Bucket(per_minute=600, burst=1.0, now=0.0)
+    bucket.level = 0.9999999999999999
+    assert bucket.wait(1.0, 0.0) == 0.0
+    bucket.level = 0.99
+    assert bucket.wait(1.0, 0.0) > 0.0
