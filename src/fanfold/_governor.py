@@ -251,11 +251,11 @@ class ProviderResource:
         self.answers: deque[tuple[float, bool]] = deque(maxlen=self.HISTORY)  # (when, turned away)
         self.ceiling = math.inf  # adaptive: the concurrency at which the limit was last breached
         # No headers: a request rate learnt at each breach paces admissions (see LearntPace),
-        # measured from the times of recent successes and 429s judged isolated.
+        # measured from the answers its limiter let through.
         self.pace: LearntPace | None = None
         self.born = now
         self.served: deque[float] = deque(maxlen=self.SERVED_KEPT)
-        self.isolated: deque[float] = deque(maxlen=self.HISTORY)
+        self.last_refused = -math.inf  # the last 429 that was no echo of a breach
 
     def accounts_like(self, accounting: Accounting) -> None:
         """The provider's own way of counting, unless the ``RateLimit`` named one."""
@@ -348,9 +348,10 @@ class ProviderResource:
         self.answers.append((now, True))
         self.learn(limits, now)
         echo = self._echo(now, sent)
-        if not self.breach(now, remaining, cost, echo=echo):
-            if not echo:
-                self.isolated.append(now)
+        quiet = not echo and self._quiet()
+        if not echo:
+            self.last_refused = now
+        if not self.breach(now, remaining, cost, echo=echo, quiet=quiet):
             return 0.0
         self.breaches += 1
         if not remaining and not self.learned and self.limit.learn and not echo:
@@ -375,6 +376,7 @@ class ProviderResource:
         cost: Mapping[str, float] | None,
         *,
         echo: bool = False,
+        quiet: bool = False,
     ) -> bool:
         """Whether the 429 just recorded says the limit is spent.
 
@@ -384,10 +386,10 @@ class ProviderResource:
         if remaining:
             need = self.charges(cost)
             return any(left < max(1.0, need.get(kind, 0.0)) for kind, left in remaining.items())
-        if self.pace is not None and not echo and not self._isolated_lately(now):
-            # Pacing at a rate learnt from breaches, with no random 429s lately: a provider past
-            # its limit refuses everything that arrives (and charges for it), so waiting for a
-            # burst costs a burst. Where 429s come at random, a burst decides.
+        if self.pace is not None and quiet:
+            # Pacing at a rate learnt from breaches, and the first 429 after quiet answers: a
+            # provider past its limit refuses everything that arrives (and charges for it), so
+            # waiting for a burst costs a burst. Where 429s come often, a burst decides.
             return True
         if self.adaptive and not self.buckets and self.cap >= self.NEAR * self.ceiling:
             # Probing near where the limit was last met: a provider past its limit turns away
@@ -412,10 +414,11 @@ class ProviderResource:
             return False
         return sent <= pace.breached if sent is not None else now - pace.breached < self.ECHO
 
-    def _isolated_lately(self, now: float) -> bool:
-        """Whether a 429 judged isolated came within the last ``HISTORY`` answers."""
-        isolated = self.isolated
-        return bool(isolated) and len(self.answers) > 0 and isolated[-1] >= self.answers[0][0]
+    def _quiet(self) -> bool:
+        """Whether the 429 just recorded is the first (echoes of a breach aside) within the last
+        ``HISTORY`` answers."""
+        answers = self.answers
+        return len(answers) == answers.maxlen and self.last_refused < answers[0][0]
 
     def served_per_second(self, now: float) -> float | None:
         """Answers that passed the provider's limiter (all but 429s) per second over the last
