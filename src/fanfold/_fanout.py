@@ -1,7 +1,11 @@
 """The fan-out engine under every pattern: a sliding window of workers over a lazy source.
 
 A fan-out starts ``window`` workers in a task group. Each worker pulls the next input, runs it as
-a child task, records its outcome and pulls again, so a slow input never holds back a wave. The
+a child task, records its outcome and pulls again, so a slow input never holds back a wave. An
+input waiting out a backoff holds no place in the window: its worker rests, and the fan-out
+starts another worker for the next input; when the rested input wakes, the first worker to finish
+an input while more than ``window`` are active stops. At most ``2 * window`` inputs are in memory
+at once, however many back off. The
 failure policy (and a pattern's own ``watch``, for votes and races) looks at every outcome and
 may stop the fan-out: the workers still running are cancelled and every input not yet read is
 recorded as skipped. Whatever happens, each input ends in exactly one outcome.
@@ -19,6 +23,7 @@ from fanfold._events import FanoutStarted
 from fanfold._judge import Judge, Watch
 from fanfold._outcome import Outcome
 from fanfold._policy import FailurePolicy
+from fanfold._retry import RESTING
 from fanfold._task import execute
 
 Item = tuple[Any, Any]  # (agent, input)
@@ -27,6 +32,8 @@ _END: Any = object()  # typed Any so that next(source, _END) stays an Item to th
 
 class Fanout:
     """One execution of a fan-out. Patterns build one per run of themselves."""
+
+    HEADROOM = 2  # inputs in memory at most: this many windows (the extra ones are backing off)
 
     def __init__(
         self,
@@ -63,7 +70,14 @@ class Fanout:
         self._source_error: tuple[int, BaseException] | None = None
         self._pulled = 0
         size = window or state.window
+        self._total = total
         self._n_workers = min(size, total) if total is not None else size
+        # Inputs in memory are bounded by the workers alive (each holds one input at most);
+        # workers whose input waits out a backoff (resting) do not count against the window.
+        self._cap = self._n_workers * self.HEADROOM
+        self._alive = 0
+        self._resting = 0
+        self._exhausted = False
         if isinstance(source, AsyncIterable):
             self._aiter: AsyncIterator[Item] | None = aiter(source)
             self._iter: Iterator[Item] | None = None
@@ -82,9 +96,9 @@ class Fanout:
 
     async def _run(self) -> list[Outcome[Any]]:
         judge = self.judge
-        work = self._work_sync if self._iter is not None else self._work_async
+        self._alive = self._n_workers
         try:
-            await judge.run(work() for _ in range(self._n_workers))
+            await judge.run(self._worker() for _ in range(self._n_workers))
         except asyncio.CancelledError:
             await self._drain(judge.interrupted(self.ctx))
             raise
@@ -113,11 +127,38 @@ class Fanout:
 
     # -- workers ---------------------------------------------------------------------------
 
+    async def _worker(self) -> None:
+        RESTING.set(_Worker(self))  # this worker's task only: backoffs under its inputs tell it
+        try:
+            await (self._work_sync() if self._iter is not None else self._work_async())
+        finally:
+            self._alive -= 1
+
+    def _rested(self) -> None:
+        """A worker's input began waiting out a backoff: start a worker in its place, if the
+        window is short of active workers, memory allows, and there may be inputs left."""
+        self._resting += 1
+        total = self._total
+        if (
+            self._alive - self._resting < self._n_workers
+            and self._alive < self._cap
+            and not self._exhausted
+            and self._source_error is None
+            and (total is None or self._pulled < total)
+            and self.judge.spawn(self._worker)
+        ):
+            self._alive += 1
+
+    def _surplus(self) -> bool:
+        """Whether more workers are active than the window holds (a rested input woke while
+        its stand-in was busy): the worker asking stops instead of pulling."""
+        return self._alive - self._resting > self._n_workers
+
     async def _work_sync(self) -> None:
         source = self._iter
         assert source is not None
         sink = self._sink
-        while self.judge.verdict is None and self._source_error is None:
+        while self.judge.verdict is None and self._source_error is None and not self._surplus():
             if sink is not None and sink.full():
                 await sink.room()
             index = self._pulled
@@ -127,6 +168,7 @@ class Fanout:
                 self._source_error = (index, exc)  # the others finish what they hold, then stop
                 return
             if item is _END:
+                self._exhausted = True
                 return
             self._pulled = index + 1
             await self._run_item(index, item)
@@ -135,14 +177,17 @@ class Fanout:
         source = self._aiter
         assert source is not None
         sink = self._sink
-        while self.judge.verdict is None and self._source_error is None:
+        while self.judge.verdict is None and self._source_error is None and not self._surplus():
             if sink is not None and sink.full():
                 await sink.room()
             async with self._lock:
+                if self._exhausted:
+                    return
                 index = self._pulled
                 try:
                     item = await anext(source)
                 except StopAsyncIteration:
+                    self._exhausted = True
                     return
                 except Exception as exc:
                     self._source_error = (index, exc)  # the others finish what they hold, then stop
@@ -205,6 +250,27 @@ class Fanout:
             if self._keeps():
                 self._outcomes.append(None)
             self.judge.unrun(ctx, self._record, reason, key=key)
+
+
+class _Worker:
+    """One worker of a fan-out, as the backoffs of the input it runs see it (``RESTING``).
+    Several calls of one input may back off at once; the worker rests while any of them does."""
+
+    __slots__ = ("backoffs", "fanout")
+
+    def __init__(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+        self.backoffs = 0
+
+    def rest(self) -> None:
+        self.backoffs += 1
+        if self.backoffs == 1:
+            self.fanout._rested()
+
+    def wake(self) -> None:
+        self.backoffs -= 1
+        if self.backoffs == 0:
+            self.fanout._resting -= 1
 
 
 class _KeyFailed:

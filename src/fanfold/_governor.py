@@ -130,6 +130,9 @@ class Bucket:
     # providers ask for, and which leaves the provider's own bucket full as a cushion for calls
     # that reach it bunched up (the client's loop is busiest as a fan-out starts).
     START = 0.1
+    # Rounding (a resized bucket's level) must not leave a call a wait too short for any clock
+    # to pass: a level this close to what the call needs is enough.
+    EPSILON = 1e-9
 
     def __init__(self, per_minute: float, burst: float, now: float) -> None:
         self.per_minute = per_minute
@@ -147,7 +150,7 @@ class Bucket:
         """Seconds until ``amount`` may start (0: now)."""
         self.refill(now)
         need = min(amount, self.capacity)
-        if self.level >= need:
+        if self.level >= need - self.EPSILON:
             return 0.0
         start = max(now, self.stamp)  # a paused bucket refills only from the end of the pause
         return start - now + (need - self.level) / self.rate
@@ -172,6 +175,41 @@ def amounts(cost: Mapping[str, float] | None) -> dict[str, float]:
     return {REQUESTS: 1.0, TOKENS: inp + out, INPUT_TOKENS: inp, OUTPUT_TOKENS: out}
 
 
+class LearntPace:
+    """A request rate learnt from a provider that sends no rate-limit headers: its 429s only.
+
+    At each breach of the limit, the rate the provider served over the last few seconds is the
+    best estimate of its limit (the ``peak``); the pace drops to ``DECREASE`` of it, climbs back
+    along a cubic curve that flattens near the peak (few probes where the limit was met), then
+    probes beyond it ever faster, so that a limit that was raised is found within seconds (as
+    TCP CUBIC does for a congestion window).
+
+    >>> pace = LearntPace(peak_per_second=10.0, now=0.0)
+    >>> round(pace.per_second(0.0), 1), round(pace.per_second(LearntPace.PLATEAU), 1)
+    (7.0, 10.0)
+    """
+
+    DECREASE = 0.7
+    PLATEAU = 3.0  # seconds from a breach back to its peak rate
+    SERVED_OVER = 4.0  # seconds of answers the served rate is measured over
+
+    __slots__ = ("breached", "peak")
+
+    def __init__(self, peak_per_second: float, now: float) -> None:
+        self.peak = peak_per_second
+        self.breached = now
+
+    def per_second(self, now: float) -> float:
+        growth = (1.0 - self.DECREASE) / self.PLATEAU**3
+        since = max(0.0, now - self.breached)  # (a clock read a moment earlier elsewhere)
+        return self.peak * (1.0 + growth * (since - self.PLATEAU) ** 3)
+
+    def breach(self, served_per_second: float, now: float) -> None:
+        """The limit was met at ``now``: the new peak is what was served, or the pace if lower."""
+        self.peak = max(1.0 / 60.0, min(self.per_second(now), served_per_second))
+        self.breached = now
+
+
 class ProviderResource:
     """One provider resource's buckets, concurrency cap, pause and adaptive state."""
 
@@ -185,6 +223,9 @@ class ProviderResource:
     BREACH_SHARE = 0.5
     HISTORY = 24
     NEAR = 0.9  # adaptive: within this share of the last breach's concurrency, any 429 is one
+    SERVED_KEPT = 4096  # answer times kept to measure the rate served (a bound on memory)
+    ECHO = 0.1  # seconds after a breach within which a 429 of unknown send time is taken for its echo
+    RESIZE = 0.02  # a learnt pace resizes its bucket when it moved by more than this share
 
     def __init__(self, name: str, limit: RateLimit, now: float) -> None:
         self.name = name
@@ -209,6 +250,12 @@ class ProviderResource:
         self.latency = 1.0  # smoothed seconds per call: one round trip, for the adaptive steps
         self.answers: deque[tuple[float, bool]] = deque(maxlen=self.HISTORY)  # (when, turned away)
         self.ceiling = math.inf  # adaptive: the concurrency at which the limit was last breached
+        # No headers: a request rate learnt at each breach paces admissions (see LearntPace),
+        # measured from the answers its limiter let through.
+        self.pace: LearntPace | None = None
+        self.born = now
+        self.served: deque[float] = deque(maxlen=self.SERVED_KEPT)
+        self.last_refused = -math.inf  # the last 429 that was no echo of a breach
 
     def accounts_like(self, accounting: Accounting) -> None:
         """The provider's own way of counting, unless the ``RateLimit`` named one."""
@@ -234,6 +281,8 @@ class ProviderResource:
             return math.inf
         if not self.buckets:
             return 0.0
+        if self.pace is not None:
+            self._follow_pace(now)
         spend = self.charges(cost)
         return max(bucket.wait(spend[kind], now) for kind, bucket in self.buckets.items())
 
@@ -268,6 +317,7 @@ class ProviderResource:
     def succeeded(self, seconds: float, limits: Mapping[str, float], now: float) -> None:
         self.latency += 0.2 * (seconds - self.latency)
         self.answers.append((now, False))
+        self.served.append(now)
         self.learn(limits, now)
         if self.adaptive and not self.buckets and self.in_flight >= self.cap - 1:
             # Grow only while the cap binds (this call still counts as in flight): a resource
@@ -277,8 +327,10 @@ class ProviderResource:
 
     def faulted(self, now: float) -> None:
         """A call failed in a way that says nothing about the limit (a 5xx, a timeout, a
-        garbled answer): it counts among the answers a burst of 429s is judged against."""
+        garbled answer): it counts among the answers a burst of 429s is judged against, and
+        among those the provider served (its limiter let the request through)."""
         self.answers.append((now, False))
+        self.served.append(now)
 
     def throttled(
         self,
@@ -287,15 +339,23 @@ class ProviderResource:
         now: float,
         remaining: Mapping[str, float] | None = None,
         cost: Mapping[str, float] | None = None,
+        sent: float | None = None,
     ) -> float:
         """A 429: if it is a breach of the limit, pause the whole resource and return how long;
-        if it is an isolated one, return 0 (its call backs off alone)."""
+        if it is an isolated one, return 0 (its call backs off alone). ``sent``: when the call
+        was admitted, which tells a 429 to a call sent before the last breach was known."""
         self.throttles += 1
         self.answers.append((now, True))
         self.learn(limits, now)
-        if not self.breach(now, remaining, cost):
+        echo = self._echo(now, sent)
+        quiet = not echo and self._quiet()
+        if not echo:
+            self.last_refused = now
+        if not self.breach(now, remaining, cost, echo=echo, quiet=quiet):
             return 0.0
         self.breaches += 1
+        if not remaining and not self.learned and self.limit.learn and not echo:
+            self._learn_pace(now)
         pause = retry_after if retry_after is not None else 1.0
         until = now + pause
         if until > self.paused_until:
@@ -309,7 +369,15 @@ class ProviderResource:
             self.last_decrease = now
         return pause
 
-    def breach(self, now: float, remaining: Mapping[str, float] | None, cost: Mapping[str, float] | None) -> bool:
+    def breach(
+        self,
+        now: float,
+        remaining: Mapping[str, float] | None,
+        cost: Mapping[str, float] | None,
+        *,
+        echo: bool = False,
+        quiet: bool = False,
+    ) -> bool:
         """Whether the 429 just recorded says the limit is spent.
 
         The provider's ``remaining`` headers decide where it sent them: a bucket without room
@@ -318,6 +386,11 @@ class ProviderResource:
         if remaining:
             need = self.charges(cost)
             return any(left < max(1.0, need.get(kind, 0.0)) for kind, left in remaining.items())
+        if self.pace is not None and quiet:
+            # Pacing at a rate learnt from breaches, and the first 429 after quiet answers: a
+            # provider past its limit refuses everything that arrives (and charges for it), so
+            # waiting for a burst costs a burst. Where 429s come often, a burst decides.
+            return True
         if self.adaptive and not self.buckets and self.cap >= self.NEAR * self.ceiling:
             # Probing near where the limit was last met: a provider past its limit turns away
             # everything that arrives, so waiting for a burst there costs a burst.
@@ -327,12 +400,70 @@ class ProviderResource:
             turned_away for _, turned_away in takewhile(lambda answer: answer[0] >= since, reversed(self.answers))
         ]
         rejected = sum(recent)
-        return rejected >= self.BURST and rejected >= self.BREACH_SHARE * len(recent)
+        # (Judged against at least HISTORY / 2 answers: a few 429s among a handful of answers,
+        # as at a slow pace, are as likely to be random ones that a 1 s Retry-After bunched up.)
+        return rejected >= self.BURST and rejected >= self.BREACH_SHARE * max(len(recent), self.HISTORY // 2)
+
+    def _echo(self, now: float, sent: float | None) -> bool:
+        """Whether a 429 answers a call sent before the last breach was known (nothing is sent
+        during a pause); without ``sent``, one that comes within a moment of it."""
+        if now < self.paused_until:
+            return True
+        pace = self.pace
+        if pace is None:
+            return False
+        return sent <= pace.breached if sent is not None else now - pace.breached < self.ECHO
+
+    def _quiet(self) -> bool:
+        """Whether the 429 just recorded is the first (echoes of a breach aside) within the last
+        ``HISTORY`` answers."""
+        answers = self.answers
+        return len(answers) == answers.maxlen and self.last_refused < answers[0][0]
+
+    def served_per_second(self, now: float) -> float | None:
+        """Answers that passed the provider's limiter (all but 429s) per second over the last
+        ``LearntPace.SERVED_OVER`` seconds, since the resource began or its last pause ended (a
+        pause serves nothing); None if that is less than a second: too short to measure."""
+        since = max(now - LearntPace.SERVED_OVER, self.born, self.paused_until)
+        if now - since < 1.0:
+            return None
+        count = sum(1 for _ in takewhile(lambda when: when >= since, reversed(self.served)))
+        return count / (now - since)
+
+    def _learn_pace(self, now: float) -> None:
+        """A breach with no headers to learn from: learn the rate served, and pace at it."""
+        pace = self.pace
+        if self.buckets and pace is None:
+            return  # the user's limits govern (configured, or learnt from headers earlier)
+        served = self.served_per_second(now)
+        if pace is None:
+            # A first breach within a second of the start: what was served is all there is.
+            served = served or sum(1 for _ in self.served) / max(0.5, now - self.born)
+            if served <= 0:
+                return
+            pace = self.pace = LearntPace(served, now)
+            self.buckets[REQUESTS] = Bucket(pace.per_second(now) * 60.0, self.limit.burst, now)
+            self.cap = float(self.limit.max_concurrency)  # the pace governs now
+        else:
+            # Met again soon after a pause: the pace it was sending at is over the limit.
+            pace.breach(served if served is not None else pace.per_second(now), now)
+        self._follow_pace(now)
+
+    def _follow_pace(self, now: float) -> None:
+        assert self.pace is not None
+        bucket = self.buckets[REQUESTS]
+        per_minute = self.pace.per_second(now) * 60.0
+        if abs(per_minute - bucket.per_minute) > self.RESIZE * bucket.per_minute:
+            bucket.resize(per_minute, self.limit.burst, now)
 
     def learn(self, limits: Mapping[str, float], now: float) -> None:
         """Take per-minute limits the provider reported; a configured lower limit still wins."""
         if not limits or not self.limit.learn:
             return
+        if self.pace is not None:  # the provider says its limits: no need to guess them
+            self.pace = None
+            if self.limit.per_minute(REQUESTS) is None:
+                self.buckets.pop(REQUESTS, None)
         for kind, per_minute in limits.items():
             if per_minute <= 0 or self.learned.get(kind) == per_minute:
                 continue

@@ -46,7 +46,7 @@ class Judge:
         return judge.settle(outcomes)                        # or raises FanoutFailed
     """
 
-    __slots__ = ("_closed", "_tasks", "first_error", "name", "policy", "tally", "verdict", "watch")
+    __slots__ = ("_closed", "_group", "_tasks", "first_error", "name", "policy", "tally", "verdict", "watch")
 
     def __init__(
         self, name: str, policy: FailurePolicy, *, total: int | None = None, watch: Watch | None = None
@@ -57,14 +57,39 @@ class Judge:
         self.tally = Tally(total=total)
         self.verdict: Verdict | None = None
         self.first_error: BaseException | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
         self._closed = False
 
     async def run(self, work: Iterable[Coroutine[Any, Any, None]]) -> None:
-        """Run each coroutine as a task of one group and wait for them all; a verdict cancels
-        the ones still running. A cancellation of the fan-out itself propagates."""
+        """Run each coroutine as a task of one group and wait for them all (and for those
+        :meth:`spawn` adds); a verdict cancels the ones still running. A cancellation of the
+        fan-out itself propagates."""
         async with asyncio.TaskGroup() as group:
-            self._tasks = [group.create_task(coro) for coro in work]
+            self._group = group
+            for coro in work:
+                self._track(group.create_task(coro))
+        self._group = None
+
+    def spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Run ``work()`` as one more task of the group :meth:`run` waits for; False (and nothing
+        started) once the fan-out has stopped or its group is shutting down."""
+        group = self._group
+        if group is None or self.verdict is not None or self._closed:
+            return False
+        coro = work()
+        try:
+            task = group.create_task(coro)
+        except RuntimeError:  # the group is shutting down (a sibling failed, or it was cancelled)
+            coro.close()
+            return False
+        self._track(task)
+        return True
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        # A set that forgets finished tasks: a long fan-out spawns workers all along.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def record(self, outcome: Outcome[Any]) -> None:
         """Count an outcome and, unless the fan-out has stopped, ask the watch and the policy
@@ -87,7 +112,7 @@ class Judge:
     def _stop(self, verdict: Verdict) -> None:
         self.verdict = verdict
         me = asyncio.current_task()
-        for task in self._tasks:
+        for task in list(self._tasks):
             if task is not me:  # the task that reported the outcome finishes on its own
                 task.cancel()
 

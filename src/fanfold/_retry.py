@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import tenacity
 
@@ -86,6 +87,32 @@ class Timeouts:
                 raise UsageError(f"Timeouts({name}={value!r}): pass seconds > 0, or None for no bound")
 
 
+class Resting(Protocol):
+    """Told when a call starts and ends waiting out a backoff: the fan-out that runs the call
+    lets another input use its place while it waits (see :mod:`fanfold._fanout`)."""
+
+    def rest(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+# Set by a fan-out's worker for the input it runs; a backoff in any call under it tells it.
+RESTING: contextvars.ContextVar[Resting | None] = contextvars.ContextVar("fanfold_resting", default=None)
+
+
+async def backoff_sleep(seconds: float) -> None:
+    """Wait out a backoff, telling the fan-out above (if any) that this input holds no place."""
+    resting = RESTING.get()
+    if resting is None:
+        await asyncio.sleep(seconds)
+        return
+    resting.rest()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        resting.wake()
+
+
 def delay_hint(exc: BaseException | None) -> float | None:
     """The delay an exception asks for (``retry_after``), if it names a usable one."""
     hint = getattr(exc, "retry_after", None)
@@ -111,7 +138,7 @@ async def call_with_retries(
     attempt: Callable[[int], Awaitable[T]],
     policy: RetryPolicy,
     on_retry: Callable[[int, float, BaseException], None],
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[None]] = backoff_sleep,
     hint: Callable[[BaseException | None], float | None] = delay_hint,
 ) -> T:
     """Call ``attempt(n)`` for n = 1, 2, ... until it succeeds or the policy gives up.

@@ -68,8 +68,9 @@ class SharedResource(ProviderResource):
         now: float,
         remaining: Mapping[str, float] | None = None,
         cost: Mapping[str, float] | None = None,
+        sent: float | None = None,
     ) -> float:
-        pause = super().throttled(retry_after, limits, now, remaining, cost)  # this process waits at once
+        pause = super().throttled(retry_after, limits, now, remaining, cost, sent)  # this process waits at once
         if pause > 0:  # a breach of the limit (not an isolated 429): every process pauses
             self._sent.update(limits)
             self._limiter.report(self, "429", -1.0 if retry_after is None else retry_after, limits)
