@@ -222,7 +222,9 @@ def build_model(ref: ModelRef, cleanups: list[Callable[[], Any]]) -> Any:
         from pydantic_ai.providers.anthropic import AnthropicProvider
 
         client_class, provider_of = sdk_module.AsyncAnthropic, lambda c: AnthropicProvider(anthropic_client=c)
-    client = client_class(api_key=api_key, base_url=base_url, max_retries=0, http_client=governed_http_client(sdk_module))
+    client = client_class(
+        api_key=api_key, base_url=base_url, max_retries=0, http_client=governed_http_client(sdk_module)
+    )
     cleanups.append(client.close)
     provider = provider_of(client)
     return infer_model(ref.spec, provider_factory=lambda _: provider)
