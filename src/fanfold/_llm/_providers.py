@@ -161,7 +161,7 @@ def _follow_sending(client: Any) -> Any:
     """Have the client's aiohttp session say when each request's headers are written, so that a
     request cancelled before then is known not to have left the process (and is not counted).
     A transport without what this needs is left alone: its requests count once admitted."""
-    transport = getattr(client, "_transport", None)
+    transport: Any = getattr(client, "_transport", None)
     if getattr(transport, "client", True) is not None or not hasattr(transport, "ssl_context"):
         return client
 
