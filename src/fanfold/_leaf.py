@@ -12,6 +12,11 @@ and one attempt loop wraps it: the first attempt outside tenacity, then retries 
 policy (its own, else the run's, else its kind's default), all within the task timeout (its
 own, else the run's). What differs between kinds of leaf is a :class:`LeafCall` subclass that
 plugs into that path; nothing re-implements it.
+
+A hedged attempt (a backup raced against a late call) is an attempt strategy of this same loop,
+so it lives here rather than in :mod:`fanfold._hedge` (which holds the policy and the learnt
+latencies): it calls the bounded attempt and the attempt loop calls it, and splitting them would
+make an import cycle. That is why this module runs near 500 lines.
 """
 
 from __future__ import annotations

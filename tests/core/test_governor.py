@@ -15,8 +15,9 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
 import fanfold as ff
-from fanfold._governor import Bucket, ProviderResource
+from fanfold._governor import ProviderResource
 from fanfold._llm._providers import limits_from_headers
+from fanfold._pacing import Bucket
 from fanfold.testing import VirtualClock
 
 EXAMPLES = int(os.environ.get("FANFOLD_EXAMPLES", "60"))

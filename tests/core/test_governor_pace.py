@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fanfold as ff
-from fanfold._governor import Bucket, LearntPace, ProviderResource
+from fanfold._governor import ProviderResource
+from fanfold._pacing import Bucket, LearntPace
 
 
 def serve(resource: ProviderResource, start: float, seconds: float, per_second: float) -> float:
