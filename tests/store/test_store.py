@@ -92,15 +92,6 @@ class Bench:
             self.run(delete)
 
 
-@pytest.fixture(params=KINDS)
-def bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
-    if request.param == "postgres":
-        need_postgres()
-    bench = Bench(request.param, tmp_path)
-    yield bench
-    bench.clean_up()
-
-
 def entry(key: str, status: str = "succeeded", **fields: Any) -> Entry:
     index = int(key.strip("map[]")) if key.startswith("map[") else 0
     return Entry(key=key, index=index, path=key, status=status, **fields)

@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from tests.store.test_store import KINDS, Bench, entry, need_postgres
+from tests.store.test_store import Bench, entry
 
 from fanfold._lease import Lease, first
 from fanfold._observe._feeds import StoreFeed
 from fanfold._records import Entry, RunRecord, Store
 from fanfold._store._sqlite import SQLiteStore
-
-
-@pytest.fixture(params=KINDS)
-def bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
-    if request.param == "postgres":
-        need_postgres()
-    bench = Bench(request.param, tmp_path)
-    yield bench
-    bench.clean_up()
 
 
 def test_a_cursor_read_returns_only_what_was_written_after_it(bench: Bench) -> None:
