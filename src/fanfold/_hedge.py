@@ -91,7 +91,7 @@ SCOPE: contextvars.ContextVar[Hedge | None] = contextvars.ContextVar("fanfold_he
 
 
 class Latencies:
-    """A streaming quantile estimate: the latest ``size`` latencies of a resource, kept sorted."""
+    """The latest ``size`` latencies of a resource, kept sorted."""
 
     __slots__ = ("_order", "_size", "_sorted")
 
@@ -116,33 +116,42 @@ class Latencies:
         """The latencies, sorted (do not change it)."""
         return self._sorted
 
-    def quantile(self, q: float) -> float:
-        ranked = self._sorted
-        return ranked[min(len(ranked) - 1, math.ceil(q * len(ranked)) - 1)]
-
 
 _PAST = 1e-3  # seconds past a learnt quantile at which a call is late
+_STEPS = 32  # answers are taken in at most this many steps along the survival curve
+_FRESH = 1e-3  # seconds a survival curve serves every call of its resource before it is redrawn
 
 
 class Book:
     """One run's hedging: latencies learnt per resource, calls so far, hedges started and won.
 
-    A call is past a quantile when few enough of the calls that have run as long as it has are
-    still running or answered later. Counting only answers would be wrong while calls run: the
-    fastest answer first, so the p95 of the first answers of a fan-out is the p95 of its fast
-    calls, and hedging by it would spend the cap on calls that are merely average. So the calls
-    still running count too, each as at least as slow as its time so far (a survival estimate):
+    A call is past a quantile ``q`` when the share of calls expected to run longer than it has
+    is at most ``1 - q``. Counting only answers would be wrong while calls run: the fastest
+    answer first, so the p95 of the first answers of a fan-out is the p95 of its fast calls, and
+    hedging by it would spend the cap on calls that are merely average. So the calls still
+    running count too, each as at least as slow as its time so far: a survival curve drawn the
+    Kaplan-Meier way. Walking up the answers' latencies ``t``, each answer removes its share of
+    the calls that had run at least ``t`` (answered later, or running for ``t`` or more)::
 
-        longer = answered later than e (a share of the latest answers, scaled to all of them)
-                 + running calls admitted no later than this one
-        hedge when longer <= (1 - q) * (answered + those running calls)
+        S(t) = product over answers t_i <= t of (1 - 1 / at_risk(t_i))
+        at_risk(t) = answers slower than t (the latest answers, scaled to all of them)
+                     + calls running for t or more by now
+        a call is late when S(its time so far) <= 1 - q
+
+    Risk sets are taken at each answer's own latency, not at the late call's: in a fan-out
+    whose calls were all admitted within a few milliseconds, the first answers are weighed
+    against every call still running, not only against those admitted before the asking one.
+    The curve is the same for every call of a resource, so it is drawn once per millisecond
+    and read by all of them.
     """
 
     def __init__(self) -> None:
         self.latencies: dict[object, Latencies] = {}
         self.done: dict[object, int] = {}  # hedged calls of a resource that have ended
+        self.answered: dict[object, int] = {}  # of those, the ones that answered (or lost a hedge)
         self.running: dict[object, list[float]] = {}  # their admission times, sorted
         self.waiters: dict[object, list[tuple[int, int, asyncio.Future[None]]]] = {}  # heap by ends
+        self.curves: dict[object, tuple[float, int, float, float | None, int]] = {}  # see _curve
         self._order = itertools.count()
         self.calls = 0
         self.started = 0
@@ -167,6 +176,7 @@ class Book:
             seen = self.latencies[key] = Latencies()
         if seconds is not None:
             seen.add(seconds)
+            self.answered[key] = self.answered.get(key, 0) + 1
         running = self.running[key]
         del running[bisect.bisect_left(running, began)]
         done = self.done[key] = self.done.get(key, 0) + 1
@@ -187,26 +197,54 @@ class Book:
         done = self.done.get(key, 0)
         if seen is None or len(seen) < hedge.min_samples:
             return self._after_ends(key, done + hedge.min_samples - (0 if seen is None else len(seen)))
-        q = quantile_of(after)
-        ranked = seen.ranked
+        threshold, ends = self._curve(key, quantile_of(after), now)
+        if threshold is None:  # the curve does not reach the quantile yet: only more answers can
+            return self._after_ends(key, done + ends)
+        # Past the quantile (strictly: a call that takes as long as the quantile is not late).
         elapsed = now - began
-        older = bisect.bisect_right(self.running.get(key, ()), began)  # running as long, at least
-        room = (1 - q) * (done + older) - older  # for answers slower than ``elapsed``
-        if room < 0:  # too many older calls still run: only their ends can tell
-            return self._after_ends(key, done + math.floor(-room) + 1)
-        allowed = math.floor(room * len(ranked) / done) if done else 0
-        if allowed >= len(ranked):
-            return 0.0
-        # Past the quantile: slower than all but ``allowed`` answers (strictly: a call that takes
-        # as long as the quantile is not late).
-        threshold = ranked[len(ranked) - 1 - allowed]
-        if elapsed > threshold:
-            return 0.0
-        # Look again by then at the latest, or sooner: the answers' own quantile (low while many
-        # calls run, and a time when the estimate will have moved), else a quarter of it later.
-        answers = seen.quantile(q)
-        sooner = answers - elapsed if answers > elapsed else answers / 4
-        return min(threshold - elapsed, sooner) + _PAST
+        return 0.0 if elapsed > threshold else threshold - elapsed + _PAST
+
+    def _curve(self, key: object, q: float, now: float) -> tuple[float | None, int]:
+        """The latency past which a call of ``key`` is late (None: none of the answers so far
+        is that slow, the calls still running being as slow as they are), and how many more
+        calls should end before asking again. Drawn at most once per ``_FRESH`` seconds while
+        no call ends."""
+        done = self.done.get(key, 0)
+        cached = self.curves.get(key)
+        if cached is not None and cached[:2] == (q, done) and now - cached[2] < _FRESH:
+            return cached[3], cached[4]
+        ranked = self.latencies[key].ranked
+        running = self.running.get(key, ())
+        size = len(ranked)
+        weight = self.answered.get(key, size) / size  # answers each of the latest stands for
+        target = 1.0 - q + 1e-9  # (a product of floats may miss 1 - q by its last bit)
+        survival = 1.0
+        threshold: float | None = None
+        step = -(-size // _STEPS)
+        i = 0
+        while i < size and threshold is None:
+            j = min(size, i + step)
+            # A step of answers, weighed together against the calls at risk at its start...
+            at_risk = weight * (size - i) + bisect.bisect_right(running, now - ranked[i])
+            after = survival * max(0.0, 1.0 - weight * (j - i) / at_risk)
+            if after > target:
+                survival, i = after, j
+                continue
+            # ...unless the curve may reach the quantile within it: then one answer at a time.
+            while i < j and survival > target:
+                at_risk = weight * (size - i) + bisect.bisect_right(running, now - ranked[i])
+                survival *= max(0.0, 1.0 - weight / at_risk)
+                i += 1
+            if survival <= target:
+                threshold = ranked[i - 1]
+        ends = 1
+        if threshold is None:
+            # Past the slowest answer, the calls at risk are those running at least that long:
+            # about this many of them must answer before the curve can reach the quantile.
+            beyond = bisect.bisect_right(running, now - ranked[-1])
+            ends = max(1, math.floor(beyond * (1.0 - target / survival) / 2))
+        self.curves[key] = (q, done, now, threshold, ends)
+        return threshold, ends
 
     def _after_ends(self, key: object, done: int) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

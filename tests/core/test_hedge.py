@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
+from fractions import Fraction
+from math import ceil
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +16,7 @@ from hypothesis import strategies as st
 
 import fanfold as ff
 from fanfold import events
+from fanfold._hedge import Book
 from fanfold.testing import EventLog, VirtualClock
 
 
@@ -241,6 +245,91 @@ def test_the_first_answers_of_a_fan_out_do_not_set_the_trigger(clock: VirtualClo
     assert min(hedged) >= 94  # only calls past the p95 of all of them
     assert result.summary.hedges <= 5
     assert clock.now < 4.0  # the stragglers' backups answered (the stragglers would take 50 s)
+
+
+def test_calls_admitted_one_after_another_are_weighed_against_every_call_still_running(clock: VirtualClock) -> None:
+    # Two hundred calls admitted a millisecond apart (a first stage staggers them), each taking
+    # 1.0 to 1.1 s, three stragglers 50 s. The first twenty answers come while nearly every call
+    # still runs: a call admitted early is as old as any, but the calls admitted a moment after
+    # it are nearly as old, and they weigh too. Counting only the calls admitted before it spent
+    # the cap (10) on average calls among the first fifty, and two stragglers were never hedged.
+    calls = Counter[int]()
+    stragglers = {50, 120, 180}
+
+    def latency(x: int) -> float:
+        return 1.0 + 0.1 * ((x * 0.6180339887) % 1.0)  # spread evenly over [1.0, 1.1)
+
+    async def stagger(x: int) -> int:
+        await asyncio.sleep(x / 1000)
+        return x
+
+    async def work(x: int) -> int:
+        calls[x] += 1
+        await asyncio.sleep(50.0 if x in stragglers and calls[x] == 1 else latency(x))
+        return x
+
+    log = EventLog()
+    hedged_work = ff.agent(work, hedge=ff.Hedge(after="p95", max_extra=0.05, min_samples=20))
+    result = ff.run_sync(
+        ff.map(ff.sequence(ff.agent(stagger), hedged_work)), range(200), limits=ff.Limits(concurrency=500), on_event=log
+    )
+    assert result.output == list(range(200))
+    hedged = {int(e.path[4:].split("]")[0]) for e in log.of_type(events.HedgeStarted)}
+    assert stragglers <= hedged
+    slowest = sorted(latency(x) for x in range(200))[int(0.9 * 200)]
+    assert all(latency(x) >= slowest for x in hedged - stragglers)  # only calls in the slowest 10%
+    assert clock.now < 5.0  # every straggler's backup answered
+
+
+class _Asking:
+    """A resource's book with answers (and calls still running) put in by hand."""
+
+    def __init__(self, answers: list[float], running: Sequence[float] = ()) -> None:
+        self.book = Book()
+        for seconds in answers:
+            self.book.admitted("r", 0.0)
+            self.book.ended("r", 0.0, seconds)
+        for began in running:
+            self.book.admitted("r", began)
+
+    def late(self, hedge: ff.Hedge, elapsed: float, now: float = 0.0) -> bool:
+        """Whether a call that has run ``elapsed`` seconds by ``now`` is past the trigger."""
+
+        async def ask() -> bool:
+            return self.book.wait(hedge, "r", now - elapsed, now) == 0.0
+
+        return asyncio.run(ask())
+
+
+_quantiles = st.sampled_from(["p50", "p80", "p90", "p95", "p99"])
+_latencies = st.lists(st.floats(0.01, 10.0), min_size=1, max_size=600)
+
+
+@settings(max_examples=60, deadline=None)
+@given(answers=_latencies, after=_quantiles)
+def test_with_no_call_running_the_trigger_is_the_answers_own_quantile(answers: list[float], after: str) -> None:
+    hedge = ff.Hedge(after=after, min_samples=1)
+    asking = _Asking(answers)
+    latest = sorted(answers[-512:])  # the book keeps the latest 512
+    quantile = latest[ceil(Fraction(after[1:]) / 100 * len(latest)) - 1]
+    assert not asking.late(hedge, quantile)  # as slow as the quantile is not late...
+    assert asking.late(hedge, quantile + 0.002)  # ...just past it is
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    answers=_latencies,
+    running=st.lists(st.floats(-100.0, 0.0), max_size=300),  # admitted before now (0)
+    after=_quantiles,
+    elapsed=st.floats(0.0, 12.0),
+)
+def test_calls_still_running_never_make_a_call_late_sooner(
+    answers: list[float], running: list[float], after: str, elapsed: float
+) -> None:
+    # A running call is at least as slow as its time so far: it can only push the quantile out.
+    hedge = ff.Hedge(after=after, min_samples=1)
+    if _Asking(answers, running).late(hedge, elapsed):
+        assert _Asking(answers).late(hedge, elapsed)
 
 
 def test_a_backup_that_answers_none_wins(clock: VirtualClock) -> None:
