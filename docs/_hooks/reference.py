@@ -218,12 +218,20 @@ def pipeline_schema_markdown() -> str:
             bounds = _bounds([*field.metadata, *_union_metadata(field.annotation)])
             if bounds:
                 meaning += f" ({bounds})"
-            # FIXES is keyed by a field's last name; `price.output` is a number, not an output schema.
-            if name in FIXES and name != "type" and (model.__name__, name) != ("PriceSpec", "output"):
-                meaning += f". If it is wrong, the error says: *{FIXES[name]}*"
+            fix = _fix_for(model.__name__, name, FIXES)
+            if fix is not None:
+                meaning += f". If it is wrong, the error says: *{fix}*"
             rows.append(f"| `{name}` | {_cell(_type_name(field.annotation))} | {default} | {_cell(meaning)} |")
         sections.append(f"### {SECTION_TITLES[model.__name__]}\n\n" + "\n".join(rows))
     return "\n\n".join(sections) + "\n"
+
+
+def _fix_for(model: str, name: str, fixes: dict[str, str]) -> str | None:
+    """A field's fix text, as the CLI's errors give it (by ``section.field``, else by the field)."""
+    if name == "type":
+        return None
+    section = SECTION_TITLES[model].strip("`").split(":")[0]  # "`price:`" -> "price"
+    return fixes.get(f"{section}.{name}", fixes.get(name))
 
 
 def _yaml_value(value: Any) -> str:

@@ -125,6 +125,17 @@ def test_every_error_of_a_pipeline_is_named_at_once(tmp_path: Path) -> None:
     assert f"{path}: retries.attempts:" in message
 
 
+def test_a_fields_fix_is_the_one_of_its_section(tmp_path: Path) -> None:
+    # ``price.output`` is a number: its fix is the price's, not the output schema's.
+    path = yaml_file(tmp_path, "model: openai:m\nprice: {input: 0.25, output: -1}\n")
+    with pytest.raises(PipelineError) as info:
+        load_pipeline(path)
+    lines = str(info.value).splitlines()
+    price = next(line for line in lines if ": price.output:" in line)
+    assert "(got -1)" in price
+    assert price.endswith("pass the price in dollars per million output tokens, a number >= 0 (e.g. 2.0)")
+
+
 def test_key_and_timeout_are_refused_with_map_reduce(tmp_path: Path) -> None:
     path = yaml_file(tmp_path, "model: openai:m\nkey: id\npattern: {type: map-reduce, reduce: merge}\n")
     with pytest.raises(PipelineError, match="key: not supported with pattern map-reduce"):

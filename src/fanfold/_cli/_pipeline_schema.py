@@ -149,7 +149,8 @@ class PipelineSpec(_Spec):
         return value
 
 
-# What to do about each field, for the error messages (the last element of the field's path).
+# What to do about each field, for the error messages: by the last two names of the field's path
+# ("price.output"), else by its last name ("output").
 FIXES = {
     "model": "name the model as 'provider:model', e.g. 'openai:gpt-5-mini' or 'anthropic:claude-sonnet-4-5'",
     "n": "pass how many samples each row's vote draws, a whole number >= 1",
@@ -164,13 +165,18 @@ FIXES = {
     "type": "pass one of: map, vote, map-reduce, team",
     "output": "pass a mapping of field -> type (string, integer, number, boolean, list[string], [a, b, c], "
     "or a nested mapping), or a Pydantic model as 'module:Class'",
+    "price.input": "pass the price in dollars per million input tokens, a number >= 0 (e.g. 0.25)",
+    "price.output": "pass the price in dollars per million output tokens, a number >= 0 (e.g. 2.0)",
 }
 _PATTERN_TAGS = ("map", "vote", "map-reduce", "team")
 
 
 def _fix_for(path: tuple[str | int, ...]) -> str | None:
     names = [p for p in path if isinstance(p, str)]
-    return FIXES.get(names[-1]) if names else None
+    for key in (".".join(names[-2:]), names[-1]) if names else ():
+        if key in FIXES:
+            return FIXES[key]
+    return None
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
