@@ -23,7 +23,7 @@ import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fanfold._errors import UsageError
 
@@ -119,7 +119,27 @@ class Latencies:
 
 _PAST = 1e-3  # seconds past a learnt quantile at which a call is late
 _STEPS = 32  # answers are taken in at most this many steps along the survival curve
-_FRESH = 1e-3  # seconds a survival curve serves every call of its resource before it is redrawn
+
+
+class Late(Protocol):
+    """A call a quantile hedge watches: :meth:`fire` starts its backup (if the caps allow);
+    ``closed`` once it needs none (it ended, or its backup started)."""
+
+    closed: bool
+
+    def fire(self) -> None: ...
+
+
+class _Watch:
+    """The calls of one resource under one quantile hedge that may still need a backup, oldest
+    first, and when to look at them again: a timer, or a number of ended calls."""
+
+    __slots__ = ("calls", "ends", "handle")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, int, Late]] = []  # a heap by admission time
+        self.handle: asyncio.TimerHandle | None = None
+        self.ends: int | None = None
 
 
 class Book:
@@ -141,8 +161,12 @@ class Book:
     Risk sets are taken at each answer's own latency, not at the late call's: in a fan-out
     whose calls were all admitted within a few milliseconds, the first answers are weighed
     against every call still running, not only against those admitted before the asking one.
-    The curve is the same for every call of a resource, so it is drawn once per millisecond
-    and read by all of them.
+
+    The curve is the same for every call of a resource, and only its oldest calls can be past
+    it, so one watcher per resource and hedge looks at them (:meth:`watch`): it backs up the
+    calls past the trigger, then waits for the next oldest to reach it, or, while the curve
+    does not reach the quantile, for more calls to end. A thousand calls in flight cost one
+    timer, not a thousand wake-ups.
     """
 
     def __init__(self) -> None:
@@ -150,8 +174,8 @@ class Book:
         self.done: dict[object, int] = {}  # hedged calls of a resource that have ended
         self.answered: dict[object, int] = {}  # of those, the ones that answered (or lost a hedge)
         self.running: dict[object, list[float]] = {}  # their admission times, sorted
-        self.waiters: dict[object, list[tuple[int, int, asyncio.Future[None]]]] = {}  # heap by ends
-        self.curves: dict[object, tuple[float, int, float, float | None, int]] = {}  # see _curve
+        self.watches: dict[tuple[object, Hedge], _Watch] = {}
+        self.waiters: dict[object, list[tuple[int, int, tuple[object, Hedge]]]] = {}  # heap by ends
         self._order = itertools.count()
         self.calls = 0
         self.started = 0
@@ -181,38 +205,63 @@ class Book:
         del running[bisect.bisect_left(running, began)]
         done = self.done[key] = self.done.get(key, 0) + 1
         waiters = self.waiters.get(key)
-        while waiters and waiters[0][0] <= done:
-            future = heapq.heappop(waiters)[2]
-            if not future.done():
-                future.set_result(None)
+        while waiters and waiters[0][0] <= done:  # now, not after the loop's other ready calls
+            self._look(heapq.heappop(waiters)[2])
 
-    def wait(self, hedge: Hedge, key: object, began: float, now: float) -> float | asyncio.Future[None]:
-        """How long a call of ``key`` admitted at ``began`` waits before its backup: 0.0 (now),
-        seconds (then ask again), or a future that is done when more calls of ``key`` have
-        ended (ask again then)."""
-        after = hedge.after
-        if not isinstance(after, str):
-            return max(0.0, began + after - now)
+    def watch(self, hedge: Hedge, key: object, began: float, call: Late) -> None:
+        """Back up ``call`` (of ``key``, admitted at ``began``) once it is past ``hedge``'s
+        quantile (see the class)."""
+        watched = (key, hedge)
+        watch = self.watches.get(watched)
+        if watch is None:
+            watch = self.watches[watched] = _Watch()
+        heapq.heappush(watch.calls, (began, next(self._order), call))
+        if watch.handle is None and watch.ends is None:  # else it looks again soon enough: the
+            self._look(watched)  # calls it waits for are older than this one
+
+    def _look(self, watched: tuple[object, Hedge]) -> None:
+        """Back up the watched calls past the trigger; then wait for the next one to be, or for
+        enough calls to end that the trigger can be known."""
+        key, hedge = watched
+        watch = self.watches[watched]
+        watch.handle, watch.ends = None, None
+        calls = watch.calls
+        while calls and calls[0][2].closed:
+            heapq.heappop(calls)
+        if not calls:
+            return
         seen = self.latencies.get(key)
         done = self.done.get(key, 0)
         if seen is None or len(seen) < hedge.min_samples:
-            return self._after_ends(key, done + hedge.min_samples - (0 if seen is None else len(seen)))
-        threshold, ends = self._curve(key, quantile_of(after), now)
-        if threshold is None:  # the curve does not reach the quantile yet: only more answers can
-            return self._after_ends(key, done + ends)
+            self._after_ends(watched, done + hedge.min_samples - (0 if seen is None else len(seen)))
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        threshold, ends = self._curve(key, quantile_of(str(hedge.after)), now)
+        if threshold is None:
+            self._after_ends(watched, done + ends)
+            return
         # Past the quantile (strictly: a call that takes as long as the quantile is not late).
-        elapsed = now - began
-        return 0.0 if elapsed > threshold else threshold - elapsed + _PAST
+        while calls and (calls[0][2].closed or now - calls[0][0] > threshold):
+            call = heapq.heappop(calls)[2]
+            if not call.closed:
+                call.fire()
+        if calls:
+            watch.handle = loop.call_later(calls[0][0] + threshold - now + _PAST, self._look, watched)
+
+    def _after_ends(self, watched: tuple[object, Hedge], done: int) -> None:
+        self.watches[watched].ends = done
+        heapq.heappush(self.waiters.setdefault(watched[0], []), (done, next(self._order), watched))
+
+    def trigger(self, key: object, q: float, now: float) -> float | None:
+        """The latency past which a call of ``key`` is late by quantile ``q`` at ``now``; None
+        while too few calls have answered for the curve to reach it."""
+        return self._curve(key, q, now)[0]
 
     def _curve(self, key: object, q: float, now: float) -> tuple[float | None, int]:
         """The latency past which a call of ``key`` is late (None: none of the answers so far
         is that slow, the calls still running being as slow as they are), and how many more
-        calls should end before asking again. Drawn at most once per ``_FRESH`` seconds while
-        no call ends."""
-        done = self.done.get(key, 0)
-        cached = self.curves.get(key)
-        if cached is not None and cached[:2] == (q, done) and now - cached[2] < _FRESH:
-            return cached[3], cached[4]
+        calls should end before asking again."""
         ranked = self.latencies[key].ranked
         running = self.running.get(key, ())
         size = len(ranked)
@@ -239,17 +288,15 @@ class Book:
                 threshold = ranked[i - 1]
         ends = 1
         if threshold is None:
-            # Past the slowest answer, the calls at risk are those running at least that long:
-            # about this many of them must answer before the curve can reach the quantile.
+            # Past the slowest answer, each answer removes 1 / at_risk of the curve, where the
+            # calls at risk are at least those running that long already, at most all those
+            # running: between these many answers and four times as many are needed, at least,
+            # before the curve can reach the quantile (looking again after a quarter of the
+            # most keeps a wave of a thousand calls to a few dozen looks).
+            share = 1.0 - target / survival
             beyond = bisect.bisect_right(running, now - ranked[-1])
-            ends = max(1, math.floor(beyond * (1.0 - target / survival) / 2))
-        self.curves[key] = (q, done, now, threshold, ends)
+            ends = max(1, math.floor(beyond * share), math.floor(len(running) * share / 4))
         return threshold, ends
-
-    def _after_ends(self, key: object, done: int) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self.waiters.setdefault(key, []), (done, next(self._order), future))
-        return future
 
     def allows(self, hedge: Hedge) -> bool:
         """Room for one more backup under the hedge's caps."""

@@ -294,10 +294,11 @@ async def _hedged(leaf: LeafCall, n: int, limit: float | None) -> Any:
     cancelled, counted like any cancelled call. Both failing raise the first call's error, to
     the attempt loop.
 
-    The first call runs in the caller's task, inside a cancel scope; a timer, not a task, waits
-    for the trigger, so a call that answers in time (most do) costs a timer and nothing else.
-    The backup is a task of its own, started by that timer; its win cancels the first call
-    through the scope, and the backup is always awaited before this returns.
+    The first call runs in the caller's task, inside a cancel scope; no task waits for the
+    trigger (the book's watcher of the resource for a quantile, a timer for a fixed delay), so
+    a call that answers in time (most do) costs a place in a heap, or a timer, and nothing
+    else. The backup is a task of its own, started by the trigger; its win cancels the first
+    call through the scope, and the backup is always awaited before this returns.
     """
     race = _Race(leaf, n, limit)
     leaf.on_admitted = race.admitted
@@ -351,33 +352,31 @@ class _Race:
         self.closed = False
 
     def admitted(self) -> None:
-        """The first call was admitted: its time starts now."""
+        """The first call was admitted: its time starts now. A quantile's trigger is watched by
+        the book, with the resource's other calls; a fixed delay's by a timer of its own."""
         began = self.leaf.began
         assert began is not None
         self.books.admitted(self.key, began)
-        self.check()
+        after = self.hedge.after
+        if isinstance(after, str):
+            self.books.watch(self.hedge, self.key, began, self)
+        else:
+            self.handle = asyncio.get_running_loop().call_at(began + after, self.fire)
 
-    def check(self, _: object = None) -> None:
-        """Past the trigger: start the backup; else look again when the book says."""
+    def fire(self) -> None:
+        """Past the trigger: start the backup, if the caps allow."""
         self.handle = None
-        if self.closed:
+        if self.closed or self.backup is not None or not self.books.allows(self.hedge):
             return
         leaf = self.leaf
         assert leaf.began is not None
-        state = leaf.ctx.run_state
-        wait = self.books.wait(self.hedge, self.key, leaf.began, state.clock())
-        if isinstance(wait, asyncio.Future):  # until more calls of its resource have ended
-            wait.add_done_callback(self.check)
-        elif wait:
-            self.handle = asyncio.get_running_loop().call_later(wait, self.check)
-        elif self.books.allows(self.hedge):
-            after = self.hedge.after if not isinstance(self.hedge.after, str) else state.clock() - leaf.began
-            second = _backup(leaf, self.books, self.key, after)
-            if second is not None:
-                self.backup = asyncio.get_running_loop().create_task(
-                    _timed(second, self.n, self.limit, self.books, self.key)
-                )
-                self.backup.add_done_callback(self.answered)
+        after = self.hedge.after
+        delay = after if not isinstance(after, str) else leaf.ctx.run_state.clock() - leaf.began
+        second = _backup(leaf, self.books, self.key, delay)
+        if second is not None:
+            attempt = _timed(second, self.n, self.limit, self.books, self.key)
+            self.backup = asyncio.get_running_loop().create_task(attempt)
+            self.backup.add_done_callback(self.answered)
 
     def answered(self, backup: asyncio.Task[tuple[Exception | None, Any]]) -> None:
         """The backup ended: if it answered while the first call still runs, it wins."""
