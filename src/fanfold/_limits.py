@@ -226,7 +226,7 @@ class ConcurrencyLimiter(Limiter):
             if name in free:
                 free[name] -= 1
             elif name in metered:
-                metered[name].take(admission.cost)
+                metered[name].take(admission.cost, _now())
 
     def try_acquire(self, admission: Admission) -> bool:
         if (self._waiting_first if admission.priority else self._waiting) or self._wait(admission, None):
