@@ -67,9 +67,9 @@ class RateLimit:
     used too (the lower one wins). While no limit at all is known, concurrency adapts: it
     starts at ``initial_concurrency`` and doubles each round trip until the limit is first
     met; from then on requests are paced at a rate learnt from the provider's 429s. At each
-    breach the pace drops to 70% of the rate the provider served, climbs back to it within 3
-    seconds, then probes beyond, ever faster, so that a raised limit is found within seconds.
-    Without headers, a 429 is the limit met when calls were refused in
+    breach the pace drops to 70% of the rate the provider accepted since the last one, climbs
+    back to it within 3 seconds, then probes beyond, ever faster, so that a raised limit is
+    found within seconds. Without headers, a 429 is the limit met when calls were refused in
     a row (a provider past its limit refuses everything that arrives): 3 in a row where 429s
     are rare, up to 6 where one call in four is refused at random; when half the calls sent
     over a round trip were; or, while paced, the first 429 after 24 calls sent without one.
@@ -152,7 +152,7 @@ class ProviderResource:
     BREACH_SHARE = 0.5
     HISTORY = 24
     NEAR = 0.9  # adaptive: within this share of the last breach's concurrency, any 429 is one
-    SERVED_KEPT = 4096  # answer times kept to measure the rate served (a bound on memory)
+    SERVED_KEPT = 4096  # answer times kept to measure the rate first served (a bound on memory)
     ECHO = 0.1  # seconds after a breach within which a 429 of unknown send time is taken for its echo
     RESIZE = 0.02  # a learnt pace resizes its bucket when it moved by more than this share
 
@@ -180,7 +180,7 @@ class ProviderResource:
         self.answers: deque[tuple[float, bool]] = deque(maxlen=self.HISTORY)  # (when, turned away)
         self.ceiling = math.inf  # adaptive: the concurrency at which the limit was last breached
         # No headers: a request rate learnt at each breach paces admissions (see LearntPace),
-        # measured from the answers its limiter let through.
+        # measured from the answers (at the first) and the calls its limiter accepted (later).
         self.pace: LearntPace | None = None
         self.born = now
         self.served: deque[float] = deque(maxlen=self.SERVED_KEPT)
@@ -277,7 +277,8 @@ class ProviderResource:
         """A 429: if it is a breach of the limit, pause the whole resource and return how long;
         if it is an isolated one, return 0 (its call backs off alone). ``sent``: when the call
         was admitted (as :meth:`take` was told), which tells the calls refused in a row, and a
-        429 to a call sent before the last breach was known (its echo)."""
+        429 to a call sent before the last breach was known: its echo, which only lengthens
+        the pause if it asks a longer wait (the breach spent more than its first 429 said)."""
         self.throttles += 1
         self.answers.append((now, True))
         self.sends.refuse(now if sent is None else sent)  # (refused as it arrived: at once)
@@ -290,6 +291,8 @@ class ProviderResource:
         elif sent is not None and not echo:
             self.sends.isolated(sent)
         if not breach:
+            if echo and not remaining and retry_after is not None:
+                self._hold(now + retry_after)
             return 0.0
         self.breaches += 1
         if not remaining and not self.learned and self.limit.learn and not echo:
@@ -363,7 +366,8 @@ class ProviderResource:
     def served_per_second(self, now: float) -> float | None:
         """Answers that passed the provider's limiter (all but 429s) per second over the last
         ``LearntPace.SERVED_OVER`` seconds, since the resource began or its last pause ended (a
-        pause serves nothing); None if that is less than a second: too short to measure."""
+        pause serves nothing); None if that is less than a second: too short to measure. (At
+        the first breach: later ones measure the calls accepted since the last.)"""
         since = max(now - LearntPace.SERVED_OVER, self.born, self.paused_until)
         if now - since < 1.0:
             return None
@@ -371,22 +375,25 @@ class ProviderResource:
         return count / (now - since)
 
     def _learn_pace(self, now: float) -> None:
-        """A breach with no headers to learn from: learn the rate served, and pace at it."""
+        """A breach with no headers to learn from: learn the rate the limit let through, and
+        pace at it."""
         pace = self.pace
         if self.buckets and pace is None:
             return  # the user's limits govern (configured, or learnt from headers earlier)
-        served = self.served_per_second(now)
         if pace is None:
-            # A first breach within a second of the start: what was served is all there is.
-            served = served or sum(1 for _ in self.served) / max(0.5, now - self.born)
+            # The first breach, as the adaptive window doubled: the answers so far (which lag
+            # the sends by a round trip) say what the limit let through.
+            served = self.served_per_second(now) or sum(1 for _ in self.served) / max(0.5, now - self.born)
             if served <= 0:
                 return
             pace = self.pace = LearntPace(served, now)
             self.buckets[REQUESTS] = Bucket(pace.per_second(now) * 60.0, self.limit.burst, now)
             self.cap = float(self.limit.max_concurrency)  # the pace governs now
         else:
-            # Met again soon after a pause: the pace it was sending at is over the limit.
-            pace.breach(served if served is not None else pace.per_second(now), now)
+            # Met again: the limit let through the calls it accepted since the last breach
+            # (which left its bucket empty), pauses included: they refilled it.
+            since = max(now - LearntPace.SERVED_OVER, pace.breached)
+            pace.breach(self.sends.accepted_per_second(since, now), now)
         self._follow_pace(now)
 
     def _follow_pace(self, now: float) -> None:

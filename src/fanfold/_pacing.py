@@ -61,11 +61,13 @@ class Bucket:
 class LearntPace:
     """A request rate learnt from a provider that sends no rate-limit headers: its 429s only.
 
-    At each breach of the limit, the rate the provider served over the last few seconds is the
-    best estimate of its limit (the ``peak``); the pace drops to ``DECREASE`` of it, climbs back
-    along a cubic curve that flattens near the peak (few probes where the limit was met), then
-    probes beyond it ever faster, so that a limit that was raised is found within seconds (as
-    TCP CUBIC does for a congestion window).
+    At each breach of the limit, the rate the provider let through is the best estimate of its
+    limit (the ``peak``): the calls it accepted since the last breach (at most the last
+    ``SERVED_OVER`` seconds), no more than the pace it was sending at and no less than
+    ``FLOOR`` of it (one breach never cuts deeper). The pace drops to ``DECREASE`` of the peak,
+    climbs back along a cubic curve that flattens near the peak (few probes where the limit was
+    met), then probes beyond it ever faster, so that a limit that was raised is found within
+    seconds (as TCP CUBIC does for a congestion window).
 
     >>> pace = LearntPace(peak_per_second=10.0, now=0.0)
     >>> round(pace.per_second(0.0), 1), round(pace.per_second(LearntPace.PLATEAU), 1)
@@ -73,8 +75,9 @@ class LearntPace:
     """
 
     DECREASE = 0.7
+    FLOOR = 0.5
     PLATEAU = 3.0  # seconds from a breach back to its peak rate
-    SERVED_OVER = 4.0  # seconds of answers the served rate is measured over
+    SERVED_OVER = 10.0  # seconds, at most, the rate let through is measured over
 
     __slots__ = ("breached", "peak")
 
@@ -88,8 +91,10 @@ class LearntPace:
         return self.peak * (1.0 + growth * (since - self.PLATEAU) ** 3)
 
     def breach(self, served_per_second: float, now: float) -> None:
-        """The limit was met at ``now``: the new peak is what was served, or the pace if lower."""
-        self.peak = max(1.0 / 60.0, min(self.per_second(now), served_per_second))
+        """The limit was met at ``now``, having let ``served_per_second`` through: the new peak
+        (see the class)."""
+        rate = self.per_second(now)
+        self.peak = max(1.0 / 60.0, self.FLOOR * rate, min(rate, served_per_second))
         self.breached = now
 
 
@@ -201,3 +206,8 @@ class Sends:
         sent = sum(1 for _ in takewhile(lambda when: when >= since, reversed(self.sent)))
         refused = sum(1 for _ in takewhile(lambda when: when >= since, reversed(self.refused)))
         return sent, refused
+
+    def accepted_per_second(self, since: float, now: float) -> float:
+        """Calls sent since ``since`` that the provider did not refuse, per second."""
+        sent, refused = self.since(since)
+        return max(0, sent - refused) / max(now - since, 1e-9)

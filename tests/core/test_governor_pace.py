@@ -183,7 +183,7 @@ def test_while_paced_the_first_429_after_quiet_sends_is_a_breach_that_cuts_the_p
     first = pace.peak
     now = serve(resource, resumed, 3.0, per_second=8.0)  # 24 calls sent at the pace, none refused
     assert refuse(resource, now + 0.01) == 1.0  # one 429 is the limit met again: pause
-    assert pace.peak < first  # the new peak: what was served since the pause, below the old one
+    assert pace.peak < first  # the new peak: what was accepted since the last breach
     # Its own echoes (calls sent before the pause was known) do not cut it again.
     peak = pace.peak
     assert refuse(resource, now + 0.02, sent=now) == 0.0
@@ -226,6 +226,35 @@ def test_429s_that_come_back_before_the_answers_to_calls_sent_with_them_are_no_b
     assert resource.breaches == 0
 
 
+def test_an_echo_of_a_breach_that_asks_a_longer_wait_lengthens_the_pause() -> None:
+    resource, resumed = paced()
+    now = serve(resource, resumed, 3.0, per_second=8.0)
+    assert refuse(resource, now, retry_after=0.2) == 0.2  # the limit met: a pause of 0.2 s
+    # A call sent with it, refused a moment later: the limit is in more debt than 0.2 s.
+    assert refuse(resource, now + 0.005, retry_after=0.5, sent=now) == 0.0
+    assert math.isclose(resource.paused_until, now + 0.505)
+
+
+def test_a_breach_learns_the_rate_the_provider_accepted_since_the_last_one() -> None:
+    # The limit dropped: 20 calls a second are sent, one in three refused (never in a row).
+    resource, resumed = paced(peak=20.0, retry_after=0.1)
+    pace = resource.pace
+    assert pace is not None
+    before = LearntPace(pace.peak, pace.breached)
+    now = resumed
+    for i in range(40):
+        now += 1 / 20
+        if i % 3 == 1:
+            refuse(resource, now)
+        else:
+            serve(resource, now - 1 / 20, 1 / 20, per_second=20.0)
+    met = breach(resource, now)  # then the limit met: refused in a row
+    assert met - now >= 0.03
+    accepted = (40 - 13) / (met - before.breached)  # the pause after the last breach included
+    assert 0.5 * before.per_second(met) < accepted < before.per_second(met)  # neither bound decides
+    assert math.isclose(pace.peak, accepted, rel_tol=0.01)
+
+
 @given(peak=st.floats(0.1, 10_000.0), elapsed=st.floats(0.0, 60.0), more=st.floats(0.0, 60.0))
 def test_the_pace_climbs_back_to_its_peak_then_probes_beyond_ever_faster(
     peak: float, elapsed: float, more: float
@@ -236,6 +265,18 @@ def test_the_pace_climbs_back_to_its_peak_then_probes_beyond_ever_faster(
     assert pace.per_second(elapsed + more) >= pace.per_second(elapsed)  # it never falls without a breach
     # A limit raised to twice the last peak (a restored limit) is reached within 10 s of a breach.
     assert pace.per_second(10.0) >= 2 * peak
+
+
+@given(peak=st.floats(0.1, 10_000.0), elapsed=st.floats(0.0, 20.0), served=st.floats(0.0, 100_000.0))
+def test_a_breach_takes_what_was_served_as_the_peak_but_never_cuts_below_half_the_pace(
+    peak: float, elapsed: float, served: float
+) -> None:
+    pace = LearntPace(peak, now=0.0)
+    rate = pace.per_second(elapsed)
+    pace.breach(served, elapsed)
+    assert 0.5 * rate <= pace.peak <= max(rate, 1 / 60)  # one breach never cuts deeper than half
+    if 0.5 * rate <= served <= rate:
+        assert pace.peak == served
 
 
 def test_a_level_a_rounding_error_short_of_a_call_admits_it() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from typing import Any
 
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
@@ -65,6 +66,36 @@ class Provider:
 
     def per_second(self, counts: Counter[int]) -> list[int]:
         return [counts.get(second, 0) for second in range(max(counts, default=0) + 1)]
+
+
+def seconds_to(served: list[int], since: int, per_second: float) -> int:
+    """Whole seconds from ``since`` to the first second that served >= 90% of ``per_second``."""
+    return next(second - since + 1 for second in range(since, len(served)) if served[second] >= 0.9 * per_second)
+
+
+def test_a_limit_halved_and_restored_mid_run_is_followed_with_few_429s(clock: VirtualClock) -> None:
+    # unknown_limit.py's case without headers: 1,200 requests/min, halved at 15 s, restored at 35 s.
+    provider = Provider(1_200)
+    calls = 900
+
+    async def main() -> ff.Result[Any]:
+        async def change_limit() -> None:
+            await asyncio.sleep(15.0)
+            provider.set_limit(600)
+            await asyncio.sleep(20.0)
+            provider.set_limit(1_200)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(change_limit())
+            return await ff.run(ff.map(ff.llm(FunctionModel(provider.respond))), range(calls))
+
+    result = asyncio.run(main())
+    assert result.summary.succeeded == calls
+    refused = sum(provider.refused.values())
+    assert refused <= 0.02 * calls, provider.per_second(provider.refused)  # the code before: 50
+    served = provider.per_second(provider.served)
+    assert seconds_to(served, 15, 10.0) <= 10  # to 90% of the halved limit (before: 13 s)
+    assert seconds_to(served, 35, 20.0) <= 10  # and of the restored one
 
 
 def test_429s_at_random_one_call_in_four_seldom_pause_the_resource(clock: VirtualClock) -> None:
