@@ -124,9 +124,6 @@ class Sends:
     LONGEST = 8  # the longest row asked for (where chance gives rows that long, a burst decides)
     PRIOR = 25  # the share of scattered 429s starts as one in PRIOR calls
     SHARE_OVER = 100  # calls the share of scattered 429s is measured over
-    # A call's ``sent`` is stamped as its task resumes, a moment after the limiter took its
-    # slot: a call taken this much earlier may be its own.
-    SIMULTANEOUS = 0.005
 
     __slots__ = ("breached_at", "refused", "scattered", "sent")
 
@@ -169,13 +166,12 @@ class Sends:
         sends = reversed(self.sent)
         sent = next(sends, None)
         row, first = 0, newest
-        count = 0  # calls sent from ``earliest`` (less SIMULTANEOUS) to ``newest``
+        count = 0  # calls sent from ``earliest`` to ``newest``
         for refused, earliest in enumerate(last, start=1):
-            start = earliest - self.SIMULTANEOUS
-            while sent is not None and sent >= start:
+            while sent is not None and sent >= earliest:
                 count += sent <= newest
                 sent = next(sends, None)
-            within = refused + sum(1 for when in last[refused:] if when >= start)
+            within = refused + sum(1 for when in last[refused:] if when == earliest)  # (sent at once)
             if count != within:  # another call was sent among them (or sends are not recorded)
                 break
             row, first = within, earliest
@@ -184,7 +180,7 @@ class Sends:
     def limit_met(self) -> bool:
         """Whether the calls refused last are a row longer than chance gives (see the class)."""
         row, first = self.in_a_row()
-        return row >= 2 and row >= self._row_needed(first - self.SIMULTANEOUS)
+        return row >= 2 and row >= self._row_needed(first)
 
     def _row_needed(self, before: float) -> int:
         sent = list(islice((when for when in reversed(self.sent) if when < before), self.SHARE_OVER))

@@ -10,6 +10,7 @@ the provider's own limits once it reports them.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 
@@ -18,7 +19,9 @@ from hypothesis import strategies as st
 
 import fanfold as ff
 from fanfold._governor import ProviderResource
+from fanfold._limits import Admission, ConcurrencyLimiter
 from fanfold._pacing import Bucket, LearntPace, Sends
+from fanfold.testing import VirtualClock
 
 EXAMPLES = int(os.environ.get("FANFOLD_EXAMPLES", "60"))
 
@@ -164,6 +167,37 @@ def test_calls_refused_in_a_row_are_counted_whatever_came_before(history: list[b
     assert sends.in_a_row()[0] >= min(row, Sends.LONGEST)
     if row >= Sends.LONGEST:
         assert sends.limit_met()  # the longest row looked for is the limit, however common 429s are
+
+
+def test_calls_sent_a_moment_apart_are_still_in_a_row_or_not() -> None:
+    # An answer frees two places as the window doubles: calls go out in pairs, a moment apart.
+    sends = Sends()
+    for when in (1.0, 1.0001, 1.2, 1.2001, 1.4, 1.4001):
+        sends.add(when)
+    for when in (1.0001, 1.2, 1.2001):  # the first of the first pair was served
+        sends.refuse(when)
+    assert sends.in_a_row() == (3, 1.0001)
+    sends.refuse(1.4001)  # the first of the last pair was not refused (yet): a new row
+    assert sends.in_a_row() == (1, 1.4001)
+
+
+def test_the_limiter_stamps_each_call_with_the_send_its_resource_recorded(clock: VirtualClock) -> None:
+    # The call tells its resource when it was sent with the provider's answer: the very time
+    # the resource recorded, however long its task took to resume after the limiter woke it.
+    async def main() -> None:
+        limiter = ConcurrencyLimiter(ff.Limits())
+        resource = limiter.meter("m")
+        resource.cap = 1.0
+        first, second = Admission(resources=("m",)), Admission(resources=("m",))
+        await limiter.acquire(first)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(limiter.acquire(second))
+            await asyncio.sleep(0.5)
+            limiter.release(first)  # wakes the second call, which resumes later
+        assert [first.sent, second.sent] == list(resource.sends.sent) == [0.0, 0.5]
+        limiter.release(second)
+
+    asyncio.run(main())
 
 
 def test_a_row_broken_by_a_breach_is_two_rows() -> None:
