@@ -4,11 +4,14 @@ The simulated provider allows 1,200 requests/min; fanfold has no limit configure
 from the rate-limit headers (and its 429s). 15 s in, the provider halves the limit; 20 s later it
 restores it. Targets: >= 90% of the new limit reached within 10 s of each change, <= 2% of calls
 answered 429, none failed. Then the same with a provider that sends no rate-limit headers: only
-its 429s teach fanfold. The first breach (a burst of 429s) ends the adaptive-concurrency start;
-from then on fanfold paces requests at a rate learnt from what the provider served before each
-breach, climbs back and probes beyond it, and takes any 429 after quiet answers as the limit met
-again. The provider charges refused requests (as OpenAI does), so every 429 costs a request.
-The 429s are split into those spent finding the limit (before it is halved) and the rest.
+its 429s teach fanfold, judged by when the refused calls were sent. A provider past its limit
+refuses everything that arrives, so calls refused in a row are the limit met (three, where 429s
+are otherwise rare); while paced, so is the first 429 after 24 calls sent without one. The first
+breach ends the adaptive-concurrency start; from then on fanfold paces requests at a rate learnt
+at each breach (the calls the provider accepted since the last one), climbs back to it in 3 s
+and probes beyond. The provider charges refused requests (as OpenAI does), so every 429 costs a
+request. The 429s are split into those spent finding the limit (before it is halved) and the
+rest.
 """
 
 from __future__ import annotations

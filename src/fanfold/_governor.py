@@ -4,16 +4,19 @@ A provider resource (one endpoint, key and model, or a group the user names) met
 calls spend as continuously refilled buckets (providers enforce per-second slices of their
 per-minute limits, not minute windows), caps how many of its calls run at once, and reacts to
 the provider: rate-limit headers teach it limits it was not given, and a 429 pauses it for the
-advised time. While no limit is known it finds one with adaptive concurrency: a slow-start ramp,
-then additive increase and multiplicative decrease.
+advised time. While no limit is known it finds one with adaptive concurrency (a slow-start ramp)
+and, from the first breach on, paces requests at a rate learnt from the 429s
+(:class:`~fanfold._pacing.LearntPace`).
 
 Two things differ between providers and are modelled here. **Accounting**: an OpenAI-style
 limiter charges a request's prompt plus its ``max_tokens`` (or the server's default) on arrival
 and keeps the charge ("arrival"); an Anthropic-style one charges what the call really spent
 ("usage"). A rejected call is charged nothing either way. **Breaches**: a 429 that says the limit
-is spent (a ``remaining`` header at zero, or one of a burst of 429s) pauses the resource for
-everyone; an isolated 429 or an overload is retried by its own call alone, with backoff, and
-the others carry on.
+is spent pauses the resource for everyone; an isolated 429 or an overload is retried by its own
+call alone, with backoff, and the others carry on. A ``remaining`` header at zero says the limit
+is spent; without headers, the calls sent lately say it (:class:`~fanfold._pacing.Sends`): a
+provider past its limit refuses every request that arrives, so calls refused in a row, or a
+burst of them, are the limit, while random 429s come scattered among served calls at any rate.
 
 The limiter in :mod:`fanfold._limits` owns the queue; a resource only answers "how long until
 this call fits" and keeps its books.
@@ -29,7 +32,7 @@ from itertools import takewhile
 from typing import Literal
 
 from fanfold._errors import UsageError
-from fanfold._pacing import Bucket, LearntPace
+from fanfold._pacing import Bucket, LearntPace, Sends
 
 # What a call can spend, by bucket; the cost of a call names some of these.
 REQUESTS = "requests"
@@ -61,9 +64,16 @@ class RateLimit:
     provider's own slice, so that calls that reach it bunched up by the network still fit.
     ``concurrency`` caps calls in flight.
     With ``learn`` (the default), limits the provider reports in its rate-limit headers are
-    used too (the lower one wins), and while no limit at all is known, concurrency adapts: it
-    starts at ``initial_concurrency``, doubles each round trip until the first 429, then grows
-    by one per round trip and shrinks by 30% on a limit breach.
+    used too (the lower one wins). While no limit at all is known, concurrency adapts: it
+    starts at ``initial_concurrency`` and doubles each round trip until the limit is first
+    met; from then on requests are paced at a rate learnt from the provider's 429s. At each
+    breach the pace drops to 70% of the rate the provider accepted since the last one, climbs
+    back to it within 3 seconds, then probes beyond, ever faster, so that a raised limit is
+    found within seconds. Without headers, a 429 is the limit met when calls were refused in
+    a row (a provider past its limit refuses everything that arrives): 3 in a row where 429s
+    are rare, up to 6 where one call in four is refused at random; when half the calls sent
+    over a round trip were; or, while paced, the first 429 after 24 calls sent without one.
+    Other 429s are retried by their own call alone.
 
     ``accounting`` says how the provider counts tokens against its limits: ``"arrival"``
     (OpenAI and OpenAI-compatible servers: the prompt plus ``max_tokens`` are charged as the
@@ -132,16 +142,17 @@ class ProviderResource:
     """One provider resource's buckets, concurrency cap, pause and adaptive state."""
 
     DECREASE = 0.7  # multiplicative decrease on a breach while no limit is known
-    # A 429 with no ``remaining`` header to read is a breach when it is one of a burst: at least
-    # BURST of them, and at least BREACH_SHARE of the last HISTORY answers of the last round trip.
-    # A provider past its limit turns away nearly everything that arrives (a denied request
-    # spends its request token too); random 429s, even one in four, reach half of 24 answers
-    # less than once in a hundred tries.
+    # A 429 with no ``remaining`` header to read is a breach when it ends a row (see Sends), or
+    # is one of a burst: at least BURST of them, and at least BREACH_SHARE of the calls sent
+    # over the last round trip. A provider past its limit turns away nearly everything that
+    # arrives (a denied request spends its request token too); random 429s, even one in four,
+    # reach half of 12 calls sent about once in twenty tries, half of 50 once in 8,000. While
+    # paced, the first 429 after HISTORY calls sent without one is the pace meeting the limit.
     BURST = 3
     BREACH_SHARE = 0.5
     HISTORY = 24
     NEAR = 0.9  # adaptive: within this share of the last breach's concurrency, any 429 is one
-    SERVED_KEPT = 4096  # answer times kept to measure the rate served (a bound on memory)
+    SERVED_KEPT = 4096  # answer times kept to measure the rate first served (a bound on memory)
     ECHO = 0.1  # seconds after a breach within which a 429 of unknown send time is taken for its echo
     RESIZE = 0.02  # a learnt pace resizes its bucket when it moved by more than this share
 
@@ -169,11 +180,11 @@ class ProviderResource:
         self.answers: deque[tuple[float, bool]] = deque(maxlen=self.HISTORY)  # (when, turned away)
         self.ceiling = math.inf  # adaptive: the concurrency at which the limit was last breached
         # No headers: a request rate learnt at each breach paces admissions (see LearntPace),
-        # measured from the answers its limiter let through.
+        # measured from the answers (at the first) and the calls its limiter accepted (later).
         self.pace: LearntPace | None = None
         self.born = now
         self.served: deque[float] = deque(maxlen=self.SERVED_KEPT)
-        self.last_refused = -math.inf  # the last 429 that was no echo of a breach
+        self.sends = Sends()  # when calls were sent, and which were refused
 
     def accounts_like(self, accounting: Accounting) -> None:
         """The provider's own way of counting, unless the ``RateLimit`` named one."""
@@ -204,8 +215,12 @@ class ProviderResource:
         spend = self.charges(cost)
         return max(bucket.wait(spend[kind], now) for kind, bucket in self.buckets.items())
 
-    def take(self, cost: Mapping[str, float] | None) -> None:
+    def take(self, cost: Mapping[str, float] | None, now: float | None = None) -> None:
+        """A call of ``cost`` is sent at ``now`` (None: not recorded among the calls sent, by
+        which a limit without headers is judged)."""
         self.in_flight += 1
+        if now is not None:
+            self.sends.add(now)
         if self.buckets:
             spend = self.charges(cost)
             for kind, bucket in self.buckets.items():
@@ -261,31 +276,43 @@ class ProviderResource:
     ) -> float:
         """A 429: if it is a breach of the limit, pause the whole resource and return how long;
         if it is an isolated one, return 0 (its call backs off alone). ``sent``: when the call
-        was admitted, which tells a 429 to a call sent before the last breach was known."""
+        was admitted (as :meth:`take` was told), which tells the calls refused in a row, and a
+        429 to a call sent before the last breach was known: its echo, which only lengthens
+        the pause if it asks a longer wait (the breach spent more than its first 429 said)."""
         self.throttles += 1
         self.answers.append((now, True))
+        self.sends.refuse(now if sent is None else sent)  # (refused as it arrived: at once)
         self.learn(limits, now)
         echo = self._echo(now, sent)
-        quiet = not echo and self._quiet()
-        if not echo:
-            self.last_refused = now
-        if not self.breach(now, remaining, cost, echo=echo, quiet=quiet):
+        quiet = not echo and sent is not None and self.sends.quiet(sent, self.HISTORY)
+        breach = self.breach(now, remaining, cost, echo=echo, quiet=quiet)
+        if breach:
+            self.sends.breached(now)
+        elif sent is not None and not echo:
+            self.sends.isolated(sent)
+        if not breach:
+            if echo and not remaining and retry_after is not None:
+                self._hold(now + retry_after)
             return 0.0
         self.breaches += 1
         if not remaining and not self.learned and self.limit.learn and not echo:
             self._learn_pace(now)
         pause = retry_after if retry_after is not None else 1.0
-        until = now + pause
-        if until > self.paused_until:
-            self.paused_until = until
-            for bucket in self.buckets.values():
-                bucket.hold(until)  # resume by refilling from empty: gradual, no herd
+        self._hold(now + pause)
         if self.adaptive and not self.buckets and now - self.last_decrease > self.latency:
             self.slow_start = False
             self.ceiling = self.cap
             self.cap = max(1.0, min(self.cap, self.in_flight) * self.DECREASE)
             self.last_decrease = now
         return pause
+
+    def _hold(self, until: float) -> None:
+        """Pause until ``until`` (if later than now planned), and resume by refilling the
+        buckets from empty: gradual, no herd."""
+        if until > self.paused_until:
+            self.paused_until = until
+            for bucket in self.buckets.values():
+                bucket.hold(until)
 
     def breach(
         self,
@@ -299,28 +326,32 @@ class ProviderResource:
         """Whether the 429 just recorded says the limit is spent.
 
         The provider's ``remaining`` headers decide where it sent them: a bucket without room
-        for this call is a breach, room everywhere is not. Without them, a burst decides.
+        for this call is a breach, room everywhere is not. Without them, the calls sent lately
+        decide, by send time (see the class's constants and :class:`~fanfold._pacing.Sends`).
         """
         if remaining:
             need = self.charges(cost)
             return any(left < max(1.0, need.get(kind, 0.0)) for kind, left in remaining.items())
+        if not echo and self.sends.limit_met():
+            return True  # refused in a row, longer than chance gives
         if self.pace is not None and quiet:
-            # Pacing at a rate learnt from breaches, and the first 429 after quiet answers: a
-            # provider past its limit refuses everything that arrives (and charges for it), so
-            # waiting for a burst costs a burst. Where 429s come often, a burst decides.
+            # Pacing at a rate learnt from breaches (which probes beyond it), and the first 429
+            # after quiet: a provider past its limit refuses everything that arrives (and
+            # charges for it), so waiting for a row costs a row. Where 429s come often, a row
+            # or a burst decides.
             return True
         if self.adaptive and not self.buckets and self.cap >= self.NEAR * self.ceiling:
             # Probing near where the limit was last met: a provider past its limit turns away
             # everything that arrives, so waiting for a burst there costs a burst.
             return True
         since = now - max(0.5, self.latency)
-        recent = [
-            turned_away for _, turned_away in takewhile(lambda answer: answer[0] >= since, reversed(self.answers))
-        ]
-        rejected = sum(recent)
-        # (Judged against at least HISTORY / 2 answers: a few 429s among a handful of answers,
-        # as at a slow pace, are as likely to be random ones that a 1 s Retry-After bunched up.)
-        return rejected >= self.BURST and rejected >= self.BREACH_SHARE * max(len(recent), self.HISTORY // 2)
+        answered = sum(1 for _ in takewhile(lambda answer: answer[0] >= since, reversed(self.answers)))
+        sent, refused = self.sends.since(since)
+        # Judged by send time: answers alone overstate 429s, which come back at once while the
+        # answers to calls sent with them take a round trip. (And against at least HISTORY / 2
+        # calls: a few 429s among a handful, as at a slow pace, are as likely to be random ones
+        # that a 1 s Retry-After bunched up.)
+        return refused >= self.BURST and refused >= self.BREACH_SHARE * max(sent, answered, self.HISTORY // 2)
 
     def _echo(self, now: float, sent: float | None) -> bool:
         """Whether a 429 answers a call sent before the last breach was known (nothing is sent
@@ -332,16 +363,11 @@ class ProviderResource:
             return False
         return sent <= pace.breached if sent is not None else now - pace.breached < self.ECHO
 
-    def _quiet(self) -> bool:
-        """Whether the 429 just recorded is the first (echoes of a breach aside) within the last
-        ``HISTORY`` answers."""
-        answers = self.answers
-        return len(answers) == answers.maxlen and self.last_refused < answers[0][0]
-
     def served_per_second(self, now: float) -> float | None:
         """Answers that passed the provider's limiter (all but 429s) per second over the last
         ``LearntPace.SERVED_OVER`` seconds, since the resource began or its last pause ended (a
-        pause serves nothing); None if that is less than a second: too short to measure."""
+        pause serves nothing); None if that is less than a second: too short to measure. (At
+        the first breach: later ones measure the calls accepted since the last.)"""
         since = max(now - LearntPace.SERVED_OVER, self.born, self.paused_until)
         if now - since < 1.0:
             return None
@@ -349,22 +375,25 @@ class ProviderResource:
         return count / (now - since)
 
     def _learn_pace(self, now: float) -> None:
-        """A breach with no headers to learn from: learn the rate served, and pace at it."""
+        """A breach with no headers to learn from: learn the rate the limit let through, and
+        pace at it."""
         pace = self.pace
         if self.buckets and pace is None:
             return  # the user's limits govern (configured, or learnt from headers earlier)
-        served = self.served_per_second(now)
         if pace is None:
-            # A first breach within a second of the start: what was served is all there is.
-            served = served or sum(1 for _ in self.served) / max(0.5, now - self.born)
+            # The first breach, as the adaptive window doubled: the answers so far (which lag
+            # the sends by a round trip) say what the limit let through.
+            served = self.served_per_second(now) or sum(1 for _ in self.served) / max(0.5, now - self.born)
             if served <= 0:
                 return
             pace = self.pace = LearntPace(served, now)
             self.buckets[REQUESTS] = Bucket(pace.per_second(now) * 60.0, self.limit.burst, now)
             self.cap = float(self.limit.max_concurrency)  # the pace governs now
         else:
-            # Met again soon after a pause: the pace it was sending at is over the limit.
-            pace.breach(served if served is not None else pace.per_second(now), now)
+            # Met again: the limit let through the calls it accepted since the last breach
+            # (which left its bucket empty), pauses included: they refilled it.
+            since = max(now - LearntPace.SERVED_OVER, pace.breached)
+            pace.breach(self.sends.accepted_per_second(since, now), now)
         self._follow_pace(now)
 
     def _follow_pace(self, now: float) -> None:

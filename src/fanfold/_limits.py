@@ -88,12 +88,15 @@ class Admission:
     the call fills in ``usage`` with what it did spend before the admission is released.
     ``priority``: a latency-critical call (a hedge's backup, whose input is already late) that
     the in-process limiter admits ahead of waiting calls without it; a shared limiter may ignore it.
+    ``sent``: when a limiter metering a provider resource admitted it (the loop's clock), as
+    the resource recorded it: the call tells it back with the provider's answer.
     """
 
     resources: tuple[str, ...] = ()
     cost: Mapping[str, float] | None = None
     usage: dict[str, float] | None = None
     priority: bool = False
+    sent: float | None = None
 
 
 class Limiter(abc.ABC):
@@ -226,7 +229,8 @@ class ConcurrencyLimiter(Limiter):
             if name in free:
                 free[name] -= 1
             elif name in metered:
-                metered[name].take(admission.cost)
+                sent = admission.sent = _now()
+                metered[name].take(admission.cost, sent)
 
     def try_acquire(self, admission: Admission) -> bool:
         if (self._waiting_first if admission.priority else self._waiting) or self._wait(admission, None):

@@ -245,7 +245,7 @@ class ModelCall:
             state.clock(),
             remaining_from_headers(headers),
             admission.cost,
-            sent=getattr(admission, "began", None),  # when it was admitted (a leaf call's)
+            sent=getattr(admission, "sent", None),  # when the limiter admitted it, as the resource has it
         )
         if isinstance(admission, _Request):
             admission.pause = pause  # for the request's Call in its task's outcome

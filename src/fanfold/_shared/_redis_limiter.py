@@ -271,6 +271,7 @@ class RedisLimiter(ConcurrencyLimiter):
                     raise
                 if int(verdict[0]) == 1:
                     self._held[id(admission)] = (slot, plan)
+                    self._sent(admission)
                     for key in plan.slot_keys:
                         link.leases.setdefault(key, set()).add(slot)
                     return
@@ -280,6 +281,15 @@ class RedisLimiter(ConcurrencyLimiter):
                     await link.changed(since, max(wait, lapse if lapse >= 0 else self.lease) + 0.001)
                 else:
                     await asyncio.sleep(wait + 0.001)
+
+    def _sent(self, admission: Admission) -> None:
+        """A call is sent: its resources' mirrors record when (a limit that sends no headers is
+        judged by the calls sent and refused), and so does the call."""
+        sent = admission.sent = asyncio.get_running_loop().time()
+        for name in admission.resources:
+            mirror = self._mirrors.get(name)
+            if mirror is not None:
+                mirror.sends.add(sent)
 
     def _paused(self, resources: tuple[str, ...]) -> float:
         mirrors = self._mirrors
