@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -428,15 +428,6 @@ def test_any_writes_read_back_as_last_write_wins_in_first_written_order(
 
 
 # Two store objects on one place (a file, a database): what one writes, the other reads.
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
-    if request.param == "postgres":
-        need_postgres()
-    bench = Bench(request.param, tmp_path)
-    yield bench
-    bench.clean_up()
 
 
 def test_two_stores_on_one_place_see_each_others_writes(shared: Bench) -> None:
